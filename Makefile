@@ -1,0 +1,31 @@
+# Two entry points: `make run` (local stack on real data) and `make test` (the whole suite).
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-bootstrap/bin/uv)
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint bench clean
+
+$(UV):
+	python3 -m venv .venv-bootstrap && .venv-bootstrap/bin/pip install --quiet uv==0.13.9
+
+install: $(UV)
+	$(UV) sync --frozen --compile-bytecode
+
+run: install
+	$(VENV)/bin/stock-assets up
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(VENV)/bin/python bench/ingest_throughput.py
+
+clean:
+	rm -rf .state

@@ -1,0 +1,70 @@
+"""Settings read from the environment, with defaults that keep a local run inside the repo.
+
+Everything a local run writes (Delta lake, Dagster home, broker data) lives under one ignored
+folder, ``STOCK_STATE_DIR`` (default ``<repo>/.state``), so ``rm -rf .state`` is a full reset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MARKET_BARS_TOPIC_DEFAULT = "market.bars.daily"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("STOCK_STATE_DIR", REPO_ROOT / ".state")).resolve()
+
+
+def lake_root() -> str:
+    """Root of the Delta lake: a local path or any deltalake URI (s3://, az://, gs://)."""
+    return os.environ.get("STOCK_LAKE_ROOT", str(state_dir() / "lake"))
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME", state_dir() / "dagster_home")).resolve()
+
+
+def market_bars_topic() -> str:
+    return os.environ.get("STOCK_MARKET_TOPIC", MARKET_BARS_TOPIC_DEFAULT)
+
+
+def market_bars_partitions() -> int:
+    return int(os.environ.get("STOCK_MARKET_TOPIC_PARTITIONS", "6"))
+
+
+def broker_info_file() -> Path:
+    """Where a running embedded broker advertises its address for other local processes."""
+    return state_dir() / "broker" / "broker.json"
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    bootstrap: str
+    pid: int
+
+
+def running_local_broker() -> LocalBroker | None:
+    """The embedded broker started by ``stock-assets services``, if it is still alive."""
+    path = broker_info_file()
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return LocalBroker(bootstrap=info["bootstrap"], pid=info["pid"])
+
+
+def kafka_bootstrap() -> str | None:
+    """``STOCK_KAFKA_BOOTSTRAP`` if set (an external cluster), else the local embedded broker."""
+    explicit = os.environ.get("STOCK_KAFKA_BOOTSTRAP")
+    if explicit:
+        return explicit
+    local = running_local_broker()
+    return local.bootstrap if local else None

@@ -1,0 +1,232 @@
+"""Kafka offset range -> bronze Delta, exactly once.
+
+The last offset stored for each topic-partition rides in the same Delta commit as the rows
+(an application transaction with ``app_id = "<topic>-<partition>"``, as kafka-delta-ingest does).
+A retry or a re-run of a range therefore skips what is already stored, and a process killed
+mid-write leaves either the whole commit or none of it. Quarantine is written first and keeps its
+own transactions; the bronze commit is written last, even when empty, so bronze's transaction
+versions are the single source of truth for "ingested up to".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import polars as pl
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from stock_assets.ingestion.messages import InvalidBar, parse_bar
+from stock_assets.resources.kafka import KafkaResource
+from stock_assets.resources.lake import LakeResource, month_column
+
+BRONZE_BARS = "bronze/market_bars"
+QUARANTINE_BARS = "bronze/market_bars_quarantine"
+CONSUMER_GROUP = "stock-assets-bronze"  # committed after Delta, for lag dashboards only
+
+BAR_COLUMNS = (
+    "ticker",
+    "date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "source",
+    "schema_version",
+)
+BAR_SCHEMA = {
+    "ticker": pl.String,
+    "date": pl.Date,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Int64,
+    "source": pl.String,
+    "schema_version": pl.Int32,
+}
+KAFKA_SCHEMA = {
+    "kafka_topic": pl.String,
+    "kafka_partition": pl.Int32,
+    "kafka_offset": pl.Int64,
+    "kafka_timestamp": pl.Datetime("ms", "UTC"),
+}
+QUARANTINE_SCHEMA = {
+    **KAFKA_SCHEMA,
+    "kafka_key": pl.Binary,
+    "payload": pl.Binary,
+    "reason": pl.String,
+}
+
+
+def app_id(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+@dataclass
+class IngestReport:
+    topic: str
+    requested: dict[int, tuple[int, int]]
+    stored: int = 0
+    quarantined: int = 0
+    skipped_already_stored: int = 0
+    last_offsets: dict[int, int] = field(default_factory=dict)
+    bar_dates: list[dt.date] = field(default_factory=list)
+    bronze_version: int | None = None
+    seconds: float = 0.0
+
+
+def stored_offsets(lake: LakeResource, topic: str, partitions) -> dict[int, int]:
+    """Last offset per partition that bronze has durably processed (-1 when none)."""
+    versions = lake.transaction_versions(BRONZE_BARS, [app_id(topic, p) for p in partitions])
+    return {p: (versions[app_id(topic, p)] or -1) for p in partitions}
+
+
+class _Batch:
+    """Column buffers for one ingest run; plain lists keep the hot loop cheap."""
+
+    def __init__(self) -> None:
+        self.bars: list[tuple] = []
+        self.bar_meta: list[tuple] = []
+        self.bad: list[tuple] = []
+
+    def add(self, record, today: dt.date) -> None:
+        meta = (record.topic, record.partition, record.offset, record.timestamp)
+        try:
+            self.bars.append(parse_bar(record.value, today))
+            self.bar_meta.append(meta)
+        except InvalidBar as exc:
+            self.bad.append((*meta, record.key, record.value, str(exc)))
+
+    def bars_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
+        bars = pl.DataFrame(self.bars, schema=BAR_SCHEMA, orient="row")
+        meta = pl.DataFrame(self.bar_meta, schema=KAFKA_SCHEMA, orient="row")
+        return pl.concat([bars, meta], how="horizontal").with_columns(
+            pl.lit(ingested_at).alias("ingested_at"), month_column()
+        )
+
+    def quarantine_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
+        return pl.DataFrame(self.bad, schema=QUARANTINE_SCHEMA, orient="row").with_columns(
+            pl.lit(ingested_at).alias("quarantined_at")
+        )
+
+
+def _consume(
+    kafka: KafkaResource, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float
+):
+    """Yield every record with ``start <= offset < end`` per partition; fail if any is missing."""
+    pending = {p: r for p, r in ranges.items() if r[0] < r[1]}
+    if not pending:
+        return
+    with kafka.consumer(group_id=CONSUMER_GROUP, max_poll_records=5000) as consumer:
+        tps = {p: TopicPartition(topic, p) for p in pending}
+        consumer.assign(list(tps.values()))
+        for p, (start, _) in pending.items():
+            consumer.seek(tps[p], start)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                missing = {
+                    p: f"{consumer.position(tps[p])}..{end}" for p, (_, end) in pending.items()
+                }
+                raise TimeoutError(f"records not delivered within {timeout_s}s: {missing}")
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                span = pending.get(tp.partition)
+                if span is None:
+                    continue
+                end = span[1]
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    yield record
+                if consumer.position(tp) >= end:
+                    del pending[tp.partition]
+                    consumer.pause(tp)
+        _commit_group_offsets(consumer, {tps[p]: r[1] for p, r in ranges.items() if p in tps})
+
+
+def _commit_group_offsets(consumer, ends: dict[TopicPartition, int]) -> None:
+    """Best effort: Delta is the source of truth; the group offset only feeds lag tooling."""
+    with contextlib.suppress(Exception):  # never fail an ingest that is already durable
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+
+
+def ingest_range(
+    kafka: KafkaResource,
+    lake: LakeResource,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    timeout_s: float = 120.0,
+    today: dt.date | None = None,
+) -> IngestReport:
+    """Store ``[start, end)`` of each partition into bronze/quarantine, skipping stored offsets."""
+    started = time.monotonic()
+    report = IngestReport(topic=topic, requested=dict(ranges))
+    today = today or dt.datetime.now(dt.UTC).date()
+    already = stored_offsets(lake, topic, ranges)
+    quarantined = lake.transaction_versions(QUARANTINE_BARS, [app_id(topic, p) for p in ranges])
+    effective = {}
+    for p, (start, end) in ranges.items():
+        effective[p] = (max(start, already[p] + 1), end)
+        report.skipped_already_stored += max(0, min(end, already[p] + 1) - start)
+    batch = _Batch()
+    for record in _consume(kafka, topic, effective, timeout_s):
+        batch.add(record, today)
+    now = dt.datetime.now(dt.UTC)
+    done = {p: end - 1 for p, (start, end) in effective.items() if start < end}
+    if batch.bad:
+        bad = batch.quarantine_frame(now).filter(
+            pl.col("kafka_offset")
+            > pl.col("kafka_partition").replace_strict(
+                {p: (quarantined[app_id(topic, p)] or -1) for p in ranges}, return_dtype=pl.Int64
+            )
+        )
+        if bad.height:
+            lake.append(
+                QUARANTINE_BARS,
+                bad.to_arrow(),
+                partition_by=[],
+                transactions={app_id(topic, p): o for p, o in done.items()},
+            )
+        report.quarantined = bad.height
+    if done:
+        bars = batch.bars_frame(now)
+        report.bronze_version = lake.append(
+            BRONZE_BARS,
+            bars.to_arrow(),
+            partition_by=["month"],
+            transactions={app_id(topic, p): o for p, o in done.items()},
+        )
+        report.stored = bars.height
+        report.bar_dates = bars["date"].unique().sort().to_list()
+    report.last_offsets = {p: max(already[p], done.get(p, -1)) for p in ranges}
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def catch_up(
+    kafka: KafkaResource,
+    lake: LakeResource,
+    topic: str,
+    max_records_per_run: int = 500_000,
+    max_passes: int | None = None,
+    today: dt.date | None = None,
+) -> list[IngestReport]:
+    """Ingest until bronze holds everything the topic held when each pass started."""
+    reports = []
+    while max_passes is None or len(reports) < max_passes:
+        ends = kafka.end_offsets(topic)
+        stored = stored_offsets(lake, topic, ends)
+        ranges = {
+            p: (stored[p] + 1, min(end, stored[p] + 1 + max_records_per_run))
+            for p, end in ends.items()
+            if stored[p] + 1 < end
+        }
+        if not ranges:
+            return reports
+        reports.append(ingest_range(kafka, lake, topic, ranges, today=today))
+    return reports

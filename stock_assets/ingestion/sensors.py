@@ -1,0 +1,150 @@
+"""Sensors that turn new Kafka offsets into ingest runs and new bar dates into silver runs.
+
+Both are bounded (a tick never waits on Kafka for more than a few seconds), always move their
+cursor forward, and give every RunRequest a run_key so a re-evaluated tick cannot double-launch.
+"""
+
+import json
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from stock_assets import config
+from stock_assets.ingestion.assets import BRONZE_BARS_KEY, QUARANTINE_KEY
+from stock_assets.ingestion.ingest import stored_offsets
+from stock_assets.market.assets import DAILY_BARS_KEY
+from stock_assets.market.calendar import trading_day_partitions
+from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
+from stock_assets.resources.lake import LakeResource
+
+MAX_RECORDS_PER_RUN = 500_000
+MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+ingest_market_bars_job = dg.define_asset_job(
+    "ingest_market_bars",
+    selection=dg.AssetSelection.assets(BRONZE_BARS_KEY, QUARANTINE_KEY),
+    description="Kafka offset ranges -> bronze Delta (launched by market_bars_kafka_sensor).",
+)
+daily_bars_job = dg.define_asset_job(
+    "build_daily_bars",
+    selection=dg.AssetSelection.assets(DAILY_BARS_KEY),
+    partitions_def=trading_day_partitions(),
+    description="Silver daily bars for the trading days bronze just received.",
+)
+
+
+def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
+    return instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=5
+    )
+
+
+@dg.sensor(
+    job=ingest_market_bars_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def market_bars_kafka_sensor(
+    context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource
+):
+    """Request one ingest run for everything between bronze's stored offsets and the topic end.
+
+    Progress comes from bronze's Delta transactions, not from the cursor, so a failed run leaves
+    its range to the next request instead of a gap. One ingest run at a time keeps it simple.
+    """
+    topic = config.market_bars_topic()
+    cursor = json.loads(context.cursor) if context.cursor else {"generation": 0}
+    try:
+        ends = kafka.end_offsets(topic)
+    except BrokerUnavailable as exc:
+        return dg.SkipReason(f"{exc}; will retry next tick")
+    active = _active_runs(context.instance, ingest_market_bars_job.name)
+    if active:
+        return dg.SkipReason(f"ingest run {active[0].run_id} is still in progress")
+    stored = stored_offsets(lake, topic, ends)
+    ranges = {
+        p: (stored[p] + 1, min(end, stored[p] + 1 + MAX_RECORDS_PER_RUN))
+        for p, end in sorted(ends.items())
+        if stored[p] + 1 < end
+    }
+    if not ranges:
+        return dg.SkipReason(f"bronze holds every offset of {topic}: {dict(sorted(ends.items()))}")
+    generation = cursor["generation"] + 1
+    spans = ",".join(f"{p}:{s}-{e}" for p, (s, e) in ranges.items())
+    context.update_cursor(json.dumps({"generation": generation, "ends": ends}))
+    return dg.RunRequest(
+        run_key=f"{topic}@{generation}/{spans}",
+        run_config={
+            "ops": {
+                "market_bars": {
+                    "config": {
+                        "topic": topic,
+                        "ranges": [
+                            {"partition": p, "start": s, "end": e} for p, (s, e) in ranges.items()
+                        ],
+                    }
+                }
+            }
+        },
+        tags={"stock/topic": topic, "stock/offsets": spans[:200]},
+    )
+
+
+def partition_ranges(dates: list[str], max_gap: int = MAX_GAP_WITHIN_ONE_SILVER_RUN):
+    """Group trading-day keys into contiguous ranges; unknown dates are returned separately."""
+    partitions = trading_day_partitions()
+    all_keys = partitions.get_partition_keys()
+    index = {key: i for i, key in enumerate(all_keys)}
+    known = sorted({d for d in dates if d in index}, key=index.__getitem__)
+    unknown = sorted(set(dates) - set(known))
+    ranges: list[tuple[str, str]] = []
+    for key in known:
+        if ranges and index[key] - index[ranges[-1][1]] <= max_gap:
+            ranges[-1] = (ranges[-1][0], key)
+        else:
+            ranges.append((key, key))
+    return ranges, unknown
+
+
+@dg.sensor(
+    job=daily_bars_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def daily_bars_sensor(context: dg.SensorEvaluationContext):
+    """Rebuild the silver partitions for every bar date a new bronze materialization touched."""
+    result = context.instance.fetch_materializations(
+        BRONZE_BARS_KEY, limit=200, cursor=context.cursor, ascending=True
+    )
+    if not result.records:
+        return dg.SkipReason("no new bronze materializations")
+    dates: set[str] = set()
+    for record in result.records:
+        metadata = record.asset_materialization.metadata
+        if "bar_dates" in metadata:
+            dates.update(metadata["bar_dates"].value)
+    ranges, unknown = partition_ranges(sorted(dates))
+    if unknown:
+        context.log.warning(
+            f"{len(unknown)} bar dates are not NYSE trading days and get no silver partition: "
+            f"{unknown[:20]}"
+        )
+    context.update_cursor(result.cursor)
+    last_id = result.records[-1].storage_id
+    return [
+        dg.RunRequest(
+            run_key=f"daily_bars@{last_id}/{start}..{end}",
+            asset_selection=[DAILY_BARS_KEY],
+            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+        )
+        for start, end in ranges
+    ]

@@ -1,0 +1,34 @@
+"""Subprocess body for the crash tests: ingest a topic, optionally dying at a chosen point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from stock_assets.ingestion import ingest
+from stock_assets.resources.kafka import KafkaResource
+from stock_assets.resources.lake import LakeResource
+
+
+def main(bootstrap: str, root: str, topic: str, crash: str) -> None:
+    if crash == "after-quarantine-commit":
+        original = LakeResource.append
+
+        def append_then_die(self, table, *args, **kwargs):
+            version = original(self, table, *args, **kwargs)
+            if table == ingest.QUARANTINE_BARS:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return version
+
+        LakeResource.append = append_then_die
+    ingest.catch_up(
+        KafkaResource(bootstrap_servers=bootstrap),
+        LakeResource(root=root),
+        topic,
+        max_records_per_run=4000,
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

@@ -1,0 +1,148 @@
+"""Real bars: replay -> Kafka sensor -> bronze -> silver sensor -> silver, counts reconciled."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+from kafka import KafkaProducer
+
+from stock_assets.ingestion.assets import market_bars
+from stock_assets.ingestion.ingest import BRONZE_BARS, QUARANTINE_BARS
+from stock_assets.ingestion.messages import encode_bar
+from stock_assets.ingestion.replay import replay, select_bars
+from stock_assets.ingestion.sensors import daily_bars_sensor, market_bars_kafka_sensor
+from stock_assets.market.assets import DAILY_BARS, daily_bars
+from stock_assets.resources.kafka import KafkaResource
+from stock_assets.resources.lake import LakeResource
+
+BAD_MESSAGES = [
+    (b"AAPL", b"not json at all"),
+    (b"AAPL", encode_bar("AAPL", "2010-06-02", 10.0, 9.0, 9.5, 9.8, 100, "t")),  # high < low
+    (b"MSFT", b'{"schema_version": 9, "ticker": "MSFT"}'),
+    (b"IBM", encode_bar("IBM", "2010-06-31", 1.0, 1.0, 1.0, 1.0, 1, "t")),  # no such day
+    (b"GE", encode_bar("GE", "2010-06-03", -1.0, 1.0, 0.5, 1.0, 1, "t")),
+]
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, fresh_topic, tmp_path, monkeypatch):
+    topic = fresh_topic(3)
+    monkeypatch.setenv("STOCK_MARKET_TOPIC", topic)
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap)
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    return topic, kafka, lake, dg.DagsterInstance.ephemeral()
+
+
+def run_kafka_sensor(instance, kafka, lake, cursor=None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"kafka": kafka, "lake": lake}
+    )
+    return market_bars_kafka_sensor(context), context.cursor
+
+
+def ingest_from_sensor(instance, kafka, lake) -> dg.RunRequest:
+    request, _ = run_kafka_sensor(instance, kafka, lake)
+    assert isinstance(request, dg.RunRequest), request
+    result = dg.materialize(
+        [market_bars],
+        run_config=request.run_config,
+        resources={"kafka": kafka, "lake": lake},
+        instance=instance,
+    )
+    assert result.success
+    return request
+
+
+def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRequest], str | None]:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    requests = daily_bars_sensor(context)
+    assert isinstance(requests, list) and requests, requests
+    for request in requests:
+        result = dg.materialize(
+            [daily_bars], resources={"lake": lake}, instance=instance, tags=request.tags
+        )
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        blocking_failures = [
+            c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+        ]
+        assert not blocking_failures, blocking_failures
+    return requests, context.cursor
+
+
+def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pipeline):
+    topic, kafka, lake, instance = pipeline
+    bars = select_bars("sp500_2009", dt.date(2010, 5, 24), dt.date(2010, 6, 11))
+    report = replay(kafka, topic, bars, "sp500_2009")
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    for key, value in BAD_MESSAGES:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    published = report.sent + len(BAD_MESSAGES)
+    assert report.failed == 0 and report.sent == bars.height
+
+    ingest_from_sensor(instance, kafka, lake)
+    bronze = lake.scan(BRONZE_BARS).collect()
+    quarantine = lake.scan(QUARANTINE_BARS).collect()
+    assert bronze.height + quarantine.height == published
+    assert quarantine.height == len(BAD_MESSAGES)
+    assert sorted(quarantine["payload"].to_list()) == sorted(v for _, v in BAD_MESSAGES)
+    assert quarantine["reason"].null_count() == 0
+    assert bronze.select("kafka_partition", "kafka_offset").is_duplicated().sum() == 0
+
+    caught_up, _ = run_kafka_sensor(instance, kafka, lake)
+    assert isinstance(caught_up, dg.SkipReason) and "holds every offset" in caught_up.skip_message
+
+    requests, _ = build_silver_from_sensor(instance, lake)
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in requests
+    ] == [("2010-05-24", "2010-06-11")]
+    silver = lake.scan(DAILY_BARS).collect()
+    assert silver.height == bars.height == bronze.select("ticker", "date").unique().height
+    expected = bars.sort("ticker", "date").select(
+        "ticker", "date", "open", "high", "low", "close", "volume"
+    )
+    assert silver.sort("ticker", "date").select(expected.columns).equals(expected)
+    materialized = instance.get_materialized_partitions(daily_bars.key)
+    assert len(materialized) == bars["date"].n_unique() == 14  # Memorial Day 2010-05-31 excluded
+
+
+def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline):
+    topic, kafka, lake, instance = pipeline
+    bars = select_bars(
+        "sp500_2009", dt.date(2010, 6, 1), dt.date(2010, 6, 4), ["AAPL", "MSFT", "XOM"]
+    )
+    replay(kafka, topic, bars, "sp500_2009")
+    request = ingest_from_sensor(instance, kafka, lake)
+    _, silver_cursor = build_silver_from_sensor(instance, lake)
+
+    # the same run config again (a retry): nothing new is stored
+    again = dg.materialize(
+        [market_bars],
+        run_config=request.run_config,
+        resources={"kafka": kafka, "lake": lake},
+        instance=instance,
+    )
+    metadata = again.asset_materializations_for_node("market_bars")[0].metadata
+    assert metadata["rows_stored"].value == 0
+    assert metadata["rows_skipped_already_stored"].value == bars.height
+    assert lake.scan(BRONZE_BARS).collect().height == bars.height
+
+    # a vendor correction for one bar: bronze keeps both versions, silver keeps the latest
+    corrected = encode_bar("AAPL", "2010-06-02", 1.0, 300.0, 1.0, 299.0, 5, "correction")
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer.send(topic, key=b"AAPL", value=corrected)
+    producer.flush()
+    producer.close()
+    ingest_from_sensor(instance, kafka, lake)
+    requests, _ = build_silver_from_sensor(instance, lake, cursor=silver_cursor)
+    assert [r.tags["dagster/asset_partition_range_start"] for r in requests] == ["2010-06-02"]
+    silver = lake.scan(DAILY_BARS).collect()
+    assert silver.height == bars.height
+    fixed = silver.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
+    assert fixed["close"].to_list() == [299.0] and fixed["source"].to_list() == ["correction"]
