@@ -22,6 +22,11 @@ def main(bootstrap: str, root: str, topic: str, crash: str) -> None:
             return version
 
         LakeResource.append = append_then_die
+    if crash == "report-each-pass":  # the parent kills us while passes remain
+        kafka, lake = KafkaResource(bootstrap_servers=bootstrap), LakeResource(root=root)
+        while ingest.catch_up(kafka, lake, topic, max_records_per_run=400, max_passes=1):
+            print("pass", flush=True)
+        return
     ingest.catch_up(
         KafkaResource(bootstrap_servers=bootstrap),
         LakeResource(root=root),

@@ -22,16 +22,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_crashing_ingest(
-    bootstrap, root, topic, crash: str, kill_after_s: float | None = None
+    bootstrap, root, topic, crash: str, kill_after_passes: int = 0, delay_s: float = 0.0
 ) -> int:
+    """Run an ingest in a child process; optionally SIGKILL it delay_s after its Nth pass."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stock_assets_tests.crash_ingest", bootstrap, root, topic, crash],
         cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    if kill_after_s is not None:
-        time.sleep(kill_after_s)
+    if kill_after_passes:
+        for _ in range(kill_after_passes):
+            assert process.stdout.readline() == "pass\n"
+        time.sleep(delay_s)
         process.send_signal(signal.SIGKILL)
-    return process.wait(timeout=180)
+    process.communicate(timeout=180)
+    return process.returncode
 
 
 def publish(kafka, topic, bars, bad: int) -> int:
@@ -84,12 +90,18 @@ def test_killed_at_random_moments_then_retried(kafka_bootstrap, fresh_topic, tmp
     bars = select_bars("sp500_2009", dt.date(2010, 1, 4), dt.date(2010, 2, 26))
     valid = publish(kafka, topic, bars, bad=11)
     rng = random.Random(20101)
-    kills = 0
-    for _ in range(4):
+    progress = []
+    for _ in range(4):  # each attempt dies while its next pass is reading or committing
         code = run_crashing_ingest(
-            kafka_bootstrap, lake.root, topic, "none", kill_after_s=rng.uniform(2.0, 5.0)
+            kafka_bootstrap,
+            lake.root,
+            topic,
+            "report-each-pass",
+            rng.randint(1, 3),
+            rng.random() / 3,
         )
-        kills += code == -signal.SIGKILL
-    assert kills >= 1  # at least one attempt really died mid-flight
+        assert code == -signal.SIGKILL
+        progress.append(lake.scan(BRONZE_BARS).collect().height)
+    assert progress == sorted(progress) and 0 < progress[-1] < valid
     catch_up(kafka, lake, topic)
     assert_exactly_once(lake, valid, bad=11)

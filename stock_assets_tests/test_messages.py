@@ -75,7 +75,7 @@ MALFORMED = {
     "negative price": (payload(close=-1.5), "positive finite price"),
     "nan price": (
         b'{"schema_version":1,"ticker":"A","date":"2010-01-04","open":NaN,"high":2,"low":1,"close":1.5,"volume":1}',
-        "positive finite price",
+        "not JSON",
     ),
     "high below low": (payload(high=65.0, low=65.6), "high 65.0 < low 65.6"),
     "negative volume": (payload(volume=-5), "field 'volume'"),

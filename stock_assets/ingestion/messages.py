@@ -12,9 +12,10 @@ Validation here is per record and cheap (it runs on the ingest hot path); cross-
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
+
+import orjson
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
@@ -48,7 +49,7 @@ def encode_bar(
         "volume": volume,
         "source": source,
     }
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return orjson.dumps(payload)
 
 
 def _price(message: dict, field: str) -> float:
@@ -85,8 +86,8 @@ def parse_bar(raw: bytes | None, today: dt.date) -> tuple:
     if raw is None:
         raise InvalidBar("empty message (tombstone)")
     try:
-        message = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # also invalid UTF-8 and NaN/Infinity literals
         raise InvalidBar(f"not JSON: {exc}") from exc
     if type(message) is not dict:
         raise InvalidBar(f"not a JSON object: {type(message).__name__}")

@@ -107,7 +107,7 @@ class EmbeddedBroker:
         return self.proc.pid if self.proc else None
 
     def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and _exit_code(self.proc) is None
 
     def start(self) -> EmbeddedBroker:
         """Launch and block until a Kafka metadata request succeeds."""
@@ -133,32 +133,32 @@ class EmbeddedBroker:
         return self
 
     def _wait_ready(self) -> None:
+        """Ready = our process alive, the port accepts, and a Kafka metadata call answers."""
         deadline = time.monotonic() + self.ready_timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BrokerStartError(
-                    f"noida-db exited with {self.proc.returncode} before {self.bootstrap} was "
-                    f"ready; log tail:\n{self.log_tail()}"
-                )
+            time.sleep(0.05)  # a failed launch (busy port, bad flag) exits within ~20 ms
+            if not self.is_running():
+                break
             try:
                 with socket.create_connection((self.host, self.port), timeout=1):
                     pass
                 admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, **bounded_client_kwargs(2)
+                    bootstrap_servers=self.bootstrap, **bounded_client_kwargs(1)
                 )
                 try:
                     admin.list_topics()
-                    return
                 finally:
                     admin.close()
-            except Exception as exc:  # not up yet
+            except Exception as exc:  # not listening yet
                 last_error = exc
-                time.sleep(0.1)
-        raise BrokerStartError(
-            f"noida-db on {self.bootstrap} not ready after {self.ready_timeout_s}s "
-            f"(last error: {last_error!r}); log tail:\n{self.log_tail()}"
-        )
+                continue
+            if self.is_running():  # else whoever answered was not our broker
+                return
+        why = f"not ready after {self.ready_timeout_s}s (last error: {last_error!r})"
+        if (code := _exit_code(self.proc)) is not None:
+            why = f"exited with {code} before it was ready"
+        raise BrokerStartError(f"noida-db on {self.bootstrap} {why}; log:\n{self.log_tail()}")
 
     def log_tail(self, max_bytes: int = 4000) -> str:
         """This run's log output, minus the GLIBC loader noise."""
@@ -178,9 +178,9 @@ class EmbeddedBroker:
             return
         _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while not _exited(proc.pid) and time.monotonic() < deadline:
+        while _exit_code(proc) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        # The leader is a zombie or alive here, so its pid cannot be reused: safe to kill.
+        # The leader is alive or an unreaped zombie, so its pgid cannot be reused yet.
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -202,12 +202,15 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
-def _exited(pid: int) -> bool:
-    """Has our child exited? Does not reap it, so its pid/pgid stay reserved."""
+def _exit_code(proc: subprocess.Popen) -> int | None:
+    """Exit status (or signal) once exited, without reaping: the pgid stays ours to kill."""
+    if proc.returncode is not None:
+        return proc.returncode
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped elsewhere
+        return -1
+    return None if info is None else info.si_status
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
