@@ -12,24 +12,13 @@ from stock_assets.ingestion.sensors import (
     market_bars_kafka_sensor,
 )
 from stock_assets.market.assets import daily_bars
-from stock_assets.market.calendar import EXCHANGE_TIMEZONE
+from stock_assets.market.checks import daily_bars_checks
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
-
-daily_bars_freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=[daily_bars],
-    deadline_cron="0 19 * * 1-5",  # an hour after the close-of-day bars are due
-    timezone=EXCHANGE_TIMEZONE,
-)
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "default_automation_condition_sensor",
     target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-
-freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=daily_bars_freshness_checks,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 
@@ -40,13 +29,12 @@ def build_resources() -> dict:
 
 defs = dg.Definitions(
     assets=[market_bars, daily_bars],
-    asset_checks=[*daily_bars_freshness_checks],
+    asset_checks=[daily_bars_checks],
     jobs=[ingest_market_bars_job, daily_bars_job],
     sensors=[
         market_bars_kafka_sensor,
         daily_bars_sensor,
         automation_sensor,
-        freshness_checks_sensor,
     ],
     resources=build_resources(),
 )

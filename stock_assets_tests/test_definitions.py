@@ -34,15 +34,18 @@ def test_silver_is_partitioned_by_nyse_sessions():
 
 
 def test_silver_checks_block_downstream_and_freshness_is_declared():
-    silver = defs.resolve_assets_def(dg.AssetKey(["silver", "daily_bars"]))
-    specs = {spec.name: spec for spec in silver.check_specs}
-    assert {n for n, s in specs.items() if s.blocking} == {
+    graph = defs.resolve_asset_graph()
+    silver_key = dg.AssetKey(["silver", "daily_bars"])
+    specs = {
+        key.name: graph.get(key) for key in graph.asset_check_keys if key.asset_key == silver_key
+    }
+    assert {name for name, node in specs.items() if node.blocking} == {
         "daily_bars_schema",
         "daily_bars_unique_ticker_day",
         "daily_bars_on_partition_trading_days",
     }
-    assert not specs["daily_bars_ohlc_envelope"].blocking
-    assert silver.specs_by_key[silver.key].freshness_policy is not None
+    assert set(specs) - {"daily_bars_ohlc_envelope"} == {n for n, s in specs.items() if s.blocking}
+    assert graph.get(silver_key).freshness_policy is not None
 
 
 def test_sensors_are_declared_running():
@@ -51,7 +54,6 @@ def test_sensors_are_declared_running():
         "market_bars_kafka_sensor",
         "daily_bars_sensor",
         "default_automation_condition_sensor",
-        "freshness_checks_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 

@@ -15,6 +15,7 @@ from stock_assets.ingestion.messages import encode_bar
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.ingestion.sensors import daily_bars_sensor, market_bars_kafka_sensor
 from stock_assets.market.assets import DAILY_BARS, daily_bars
+from stock_assets.market.checks import daily_bars_checks
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -62,10 +63,14 @@ def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRe
     assert isinstance(requests, list) and requests, requests
     for request in requests:
         result = dg.materialize(
-            [daily_bars], resources={"lake": lake}, instance=instance, tags=request.tags
+            [daily_bars, daily_bars_checks],
+            resources={"lake": lake},
+            instance=instance,
+            tags=request.tags,
         )
         assert result.success
         checks = result.get_asset_check_evaluations()
+        assert {c.check_name for c in checks} == {k.name for k in daily_bars_checks.check_keys}
         blocking_failures = [
             c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
         ]

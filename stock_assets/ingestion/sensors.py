@@ -17,6 +17,7 @@ from stock_assets.ingestion.assets import BRONZE_BARS_KEY, QUARANTINE_KEY
 from stock_assets.ingestion.ingest import stored_offsets
 from stock_assets.market.assets import DAILY_BARS_KEY
 from stock_assets.market.calendar import trading_day_partitions
+from stock_assets.market.checks import daily_bars_checks
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -144,6 +145,7 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
         dg.RunRequest(
             run_key=f"daily_bars@{last_id}/{start}..{end}",
             asset_selection=[DAILY_BARS_KEY],
+            asset_check_keys=list(daily_bars_checks.check_keys),
             tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
         )
         for start, end in ranges

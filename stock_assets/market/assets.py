@@ -8,7 +8,6 @@ import polars as pl
 from stock_assets.ingestion.assets import BRONZE_BARS_KEY
 from stock_assets.ingestion.ingest import BRONZE_BARS
 from stock_assets.market.calendar import EXCHANGE_TIMEZONE, partition_date, trading_day_partitions
-from stock_assets.market.checks import daily_bars_check_specs, run_daily_bars_checks
 from stock_assets.resources.lake import LakeResource, month_column
 
 DAILY_BARS = "silver/daily_bars"
@@ -43,7 +42,6 @@ def partition_bounds(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.dat
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=MARKET_GROUP,
     kinds={"polars", "delta"},
-    check_specs=daily_bars_check_specs(DAILY_BARS_KEY),
     freshness_policy=dg.FreshnessPolicy.cron(
         deadline_cron="0 19 * * 1-5",
         lower_bound_delta=dt.timedelta(hours=3),
@@ -63,6 +61,5 @@ def daily_bars(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "trading_days_with_bars": bars["date"].n_unique(),
             "date_range": f"{start}..{end}",
             "delta_version": version,
-        },
-        check_results=run_daily_bars_checks(bars, start, end),
+        }
     )
