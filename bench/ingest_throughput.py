@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kafka import TopicPartition  # noqa: E402
 
 from stock_assets.ingestion.ingest import CONSUMER_GROUP, ingest_range  # noqa: E402
+from stock_assets.ingestion.messages import MARKET_BARS  # noqa: E402
 from stock_assets.ingestion.replay import replay, select_bars  # noqa: E402
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic  # noqa: E402
 from stock_assets.resources.kafka import KafkaResource  # noqa: E402
@@ -61,7 +62,7 @@ def raw_consume(kafka: KafkaResource, topic: str, ends: dict[int, int]) -> float
 def ingest(kafka: KafkaResource, topic: str, ends: dict[int, int], workdir: Path) -> float:
     lake = LakeResource(root=str(workdir / f"lake-{uuid.uuid4().hex[:8]}"))
     started = time.perf_counter()
-    report = ingest_range(kafka, lake, topic, {p: (0, end) for p, end in ends.items()})
+    report = ingest_range(kafka, lake, MARKET_BARS, topic, {p: (0, end) for p, end in ends.items()})
     elapsed = time.perf_counter() - started
     assert report.stored + report.quarantined == sum(ends.values()), report
     return elapsed

@@ -36,12 +36,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from stock_assets.ingestion.ingest import catch_up
+    from stock_assets.ingestion.messages import MARKET_BARS
     from stock_assets.resources.lake import LakeResource
 
     kafka, lake = _kafka(), LakeResource.from_env()
     reports = catch_up(
         kafka,
         lake,
+        MARKET_BARS,
         args.topic,
         max_records_per_run=args.max_records,
         max_passes=None if args.until_caught_up else 1,

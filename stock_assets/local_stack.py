@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from stock_assets import config
-from stock_assets.ingestion.ingest import BRONZE_BARS, stored_offsets
+from stock_assets.ingestion.ingest import stored_offsets
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.market.assets import DAILY_BARS
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic
@@ -79,14 +80,17 @@ def _wait_for_pipeline(kafka: KafkaResource, lake: LakeResource, topic: str) -> 
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         ends = kafka.end_offsets(topic)
-        stored = stored_offsets(lake, topic, ends)
+        stored = stored_offsets(lake, MARKET_BARS, topic, ends)
         behind = sum(end - (stored[p] + 1) for p, end in ends.items())
         silver = (
             lake.scan(DAILY_BARS).select(pl.len()).collect().item() if lake.table(DAILY_BARS) else 0
         )
         bronze_bars = (
-            lake.scan(BRONZE_BARS).select(pl.struct("ticker", "date").n_unique()).collect().item()
-            if lake.table(BRONZE_BARS)
+            lake.scan(MARKET_BARS.bronze_table)
+            .select(pl.struct("ticker", "date").n_unique())
+            .collect()
+            .item()
+            if lake.table(MARKET_BARS.bronze_table)
             else 0
         )
         print(

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from stock_assets.ingestion import ingest
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -17,19 +18,22 @@ def main(bootstrap: str, root: str, topic: str, crash: str) -> None:
 
         def append_then_die(self, table, *args, **kwargs):
             version = original(self, table, *args, **kwargs)
-            if table == ingest.QUARANTINE_BARS:
+            if table == MARKET_BARS.quarantine_table:
                 os.kill(os.getpid(), signal.SIGKILL)
             return version
 
         LakeResource.append = append_then_die
     if crash == "report-each-pass":  # the parent kills us while passes remain
         kafka, lake = KafkaResource(bootstrap_servers=bootstrap), LakeResource(root=root)
-        while ingest.catch_up(kafka, lake, topic, max_records_per_run=400, max_passes=1):
+        while ingest.catch_up(
+            kafka, lake, MARKET_BARS, topic, max_records_per_run=400, max_passes=1
+        ):
             print("pass", flush=True)
         return
     ingest.catch_up(
         KafkaResource(bootstrap_servers=bootstrap),
         LakeResource(root=root),
+        MARKET_BARS,
         topic,
         max_records_per_run=4000,
     )

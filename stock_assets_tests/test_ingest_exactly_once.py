@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 from kafka import KafkaProducer
 
-from stock_assets.ingestion.ingest import BRONZE_BARS, QUARANTINE_BARS, catch_up, stored_offsets
+from stock_assets.ingestion.ingest import catch_up, stored_offsets
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -51,8 +52,8 @@ def publish(kafka, topic, bars, bad: int) -> int:
 
 
 def assert_exactly_once(lake, valid: int, bad: int) -> None:
-    bronze = lake.scan(BRONZE_BARS).collect()
-    quarantine = lake.scan(QUARANTINE_BARS).collect()
+    bronze = lake.scan(MARKET_BARS.bronze_table).collect()
+    quarantine = lake.scan(MARKET_BARS.quarantine_table).collect()
     assert bronze.height == valid
     assert quarantine.height == bad
     both = pl.concat(
@@ -75,12 +76,13 @@ def test_killed_between_quarantine_and_bronze_commits_then_retried(
 
     code = run_crashing_ingest(kafka_bootstrap, lake.root, topic, "after-quarantine-commit")
     assert code == -signal.SIGKILL
-    assert lake.table(QUARANTINE_BARS) is not None and lake.table(BRONZE_BARS) is None
+    assert lake.table(MARKET_BARS.quarantine_table) is not None
+    assert lake.table(MARKET_BARS.bronze_table) is None
 
-    catch_up(kafka, lake, topic)
+    catch_up(kafka, lake, MARKET_BARS, topic)
     assert_exactly_once(lake, valid, bad=7)
     ends = kafka.end_offsets(topic)
-    assert stored_offsets(lake, topic, ends) == {p: end - 1 for p, end in ends.items()}
+    assert stored_offsets(lake, MARKET_BARS, topic, ends) == {p: end - 1 for p, end in ends.items()}
 
 
 def test_killed_at_random_moments_then_retried(kafka_bootstrap, fresh_topic, tmp_path):
@@ -101,7 +103,7 @@ def test_killed_at_random_moments_then_retried(kafka_bootstrap, fresh_topic, tmp
             rng.random() / 3,
         )
         assert code == -signal.SIGKILL
-        progress.append(lake.scan(BRONZE_BARS).collect().height)
+        progress.append(lake.scan(MARKET_BARS.bronze_table).collect().height)
     assert progress == sorted(progress) and 0 < progress[-1] < valid
-    catch_up(kafka, lake, topic)
+    catch_up(kafka, lake, MARKET_BARS, topic)
     assert_exactly_once(lake, valid, bad=11)

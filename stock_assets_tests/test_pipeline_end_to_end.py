@@ -10,8 +10,7 @@ import pytest
 from kafka import KafkaProducer
 
 from stock_assets.ingestion.assets import market_bars
-from stock_assets.ingestion.ingest import BRONZE_BARS, QUARANTINE_BARS
-from stock_assets.ingestion.messages import encode_bar
+from stock_assets.ingestion.messages import MARKET_BARS, encode_bar
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.ingestion.sensors import daily_bars_sensor, market_bars_kafka_sensor
 from stock_assets.market.assets import DAILY_BARS, daily_bars
@@ -91,8 +90,8 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
     assert report.failed == 0 and report.sent == bars.height
 
     ingest_from_sensor(instance, kafka, lake)
-    bronze = lake.scan(BRONZE_BARS).collect()
-    quarantine = lake.scan(QUARANTINE_BARS).collect()
+    bronze = lake.scan(MARKET_BARS.bronze_table).collect()
+    quarantine = lake.scan(MARKET_BARS.quarantine_table).collect()
     assert bronze.height + quarantine.height == published
     assert quarantine.height == len(BAD_MESSAGES)
     assert sorted(quarantine["payload"].to_list()) == sorted(v for _, v in BAD_MESSAGES)
@@ -136,7 +135,7 @@ def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline)
     metadata = again.asset_materializations_for_node("market_bars")[0].metadata
     assert metadata["rows_stored"].value == 0
     assert metadata["rows_skipped_already_stored"].value == bars.height
-    assert lake.scan(BRONZE_BARS).collect().height == bars.height
+    assert lake.scan(MARKET_BARS.bronze_table).collect().height == bars.height
 
     # a vendor correction for one bar: bronze keeps both versions, silver keeps the latest
     corrected = encode_bar("AAPL", "2010-06-02", 1.0, 300.0, 1.0, 299.0, 5, "correction")

@@ -1,16 +1,15 @@
-"""Bronze market bars: the Dagster face of the exactly-once Kafka ingest."""
+"""Bronze assets: the Dagster face of the exactly-once Kafka ingest, one pair per topic contract."""
 
 import dagster as dg
 from pydantic import Field
 
-from stock_assets import config
-from stock_assets.ingestion.ingest import BRONZE_BARS, QUARANTINE_BARS, IngestReport, ingest_range
+from stock_assets.ingestion.contract import TopicContract
+from stock_assets.ingestion.ingest import IngestReport, ingest_range
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
 INGESTION_GROUP = "ingestion"
-BRONZE_BARS_KEY = dg.AssetKey(["bronze", "market_bars"])
-QUARANTINE_KEY = dg.AssetKey(["bronze", "market_bars_quarantine"])
 
 
 class OffsetRange(dg.Config):
@@ -20,13 +19,18 @@ class OffsetRange(dg.Config):
 
 
 class IngestConfig(dg.Config):
-    topic: str = Field(default_factory=config.market_bars_topic)
+    topic: str = Field(description="Kafka topic to read")
     ranges: list[OffsetRange] = Field(description="offset ranges, usually set by the sensor")
     timeout_s: float = 300.0
 
 
+def table_key(table: str) -> dg.AssetKey:
+    """Asset keys mirror Delta paths: ``bronze/market_bars`` -> ``["bronze", "market_bars"]``."""
+    return dg.AssetKey(table.split("/"))
+
+
 def report_metadata(report: IngestReport) -> dict:
-    dates = report.bar_dates
+    dates = report.event_dates
     return {
         "topic": report.topic,
         "offset_ranges": {str(p): f"{s}..{e}" for p, (s, e) in sorted(report.requested.items())},
@@ -35,39 +39,54 @@ def report_metadata(report: IngestReport) -> dict:
         "rows_quarantined": report.quarantined,
         "rows_skipped_already_stored": report.skipped_already_stored,
         "delta_version": report.bronze_version if report.bronze_version is not None else -1,
-        "bar_dates": dg.MetadataValue.json([d.isoformat() for d in dates]),
-        "first_bar_date": dates[0].isoformat() if dates else "",
-        "last_bar_date": dates[-1].isoformat() if dates else "",
+        "event_dates": dg.MetadataValue.json([d.isoformat() for d in dates]),
+        "first_event_date": dates[0].isoformat() if dates else "",
+        "last_event_date": dates[-1].isoformat() if dates else "",
         "seconds": round(report.seconds, 2),
     }
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            BRONZE_BARS_KEY,
-            description=f"Every valid bar from Kafka with topic/partition/offset ({BRONZE_BARS}).",
-            group_name=INGESTION_GROUP,
-            kinds={"kafka", "delta"},
-            metadata={"delta_path": BRONZE_BARS},
-        ),
-        dg.AssetSpec(
-            QUARANTINE_KEY,
-            description=f"Rejected messages: raw payload, offset and reason ({QUARANTINE_BARS}).",
-            group_name=INGESTION_GROUP,
-            kinds={"kafka", "delta"},
-            metadata={"delta_path": QUARANTINE_BARS},
-            skippable=True,
-        ),
-    ],
-)
-def market_bars(config: IngestConfig, kafka: KafkaResource, lake: LakeResource):
-    """Read exactly the configured offset ranges and append them to bronze, exactly once."""
-    ranges = {r.partition: (r.start, r.end) for r in config.ranges}
-    report = ingest_range(kafka, lake, config.topic, ranges, timeout_s=config.timeout_s)
-    yield dg.MaterializeResult(asset_key=BRONZE_BARS_KEY, metadata=report_metadata(report))
-    if report.quarantined:
-        yield dg.MaterializeResult(
-            asset_key=QUARANTINE_KEY,
-            metadata={"rows_quarantined": report.quarantined, "topic": report.topic},
-        )
+def build_ingest_assets(contract: TopicContract, what: str) -> dg.AssetsDefinition:
+    """A bronze table and its quarantine, materialized together from one offset range."""
+    bronze_key, quarantine_key = (
+        table_key(contract.bronze_table),
+        table_key(contract.quarantine_table),
+    )
+
+    @dg.multi_asset(
+        name=contract.name,
+        specs=[
+            dg.AssetSpec(
+                bronze_key,
+                description=f"Every valid {what} from Kafka, with topic/partition/offset.",
+                group_name=INGESTION_GROUP,
+                kinds={"kafka", "delta"},
+                metadata={"delta_path": contract.bronze_table},
+            ),
+            dg.AssetSpec(
+                quarantine_key,
+                description=f"Rejected {what} messages: raw payload, offset and reason.",
+                group_name=INGESTION_GROUP,
+                kinds={"kafka", "delta"},
+                metadata={"delta_path": contract.quarantine_table},
+                skippable=True,
+            ),
+        ],
+    )
+    def ingest(config: IngestConfig, kafka: KafkaResource, lake: LakeResource):
+        """Read exactly the configured offset ranges and append them to bronze, exactly once."""
+        ranges = {r.partition: (r.start, r.end) for r in config.ranges}
+        report = ingest_range(kafka, lake, contract, config.topic, ranges, config.timeout_s)
+        yield dg.MaterializeResult(asset_key=bronze_key, metadata=report_metadata(report))
+        if report.quarantined:
+            yield dg.MaterializeResult(
+                asset_key=quarantine_key,
+                metadata={"rows_quarantined": report.quarantined, "topic": report.topic},
+            )
+
+    return ingest
+
+
+market_bars = build_ingest_assets(MARKET_BARS, "market bar")
+BRONZE_BARS_KEY = table_key(MARKET_BARS.bronze_table)
+QUARANTINE_KEY = table_key(MARKET_BARS.quarantine_table)

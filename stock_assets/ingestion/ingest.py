@@ -19,48 +19,16 @@ import polars as pl
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from stock_assets.ingestion.messages import InvalidBar, parse_bar
-from stock_assets.resources.kafka import KafkaResource
-from stock_assets.resources.lake import LakeResource, month_column
-
-BRONZE_BARS = "bronze/market_bars"
-QUARANTINE_BARS = "bronze/market_bars_quarantine"
-CONSUMER_GROUP = "stock-assets-bronze"  # committed after Delta, for lag dashboards only
-
-BAR_COLUMNS = (
-    "ticker",
-    "date",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "source",
-    "schema_version",
+from stock_assets.ingestion.contract import (
+    KAFKA_COLUMNS,
+    QUARANTINE_COLUMNS,
+    InvalidRecord,
+    TopicContract,
 )
-BAR_SCHEMA = {
-    "ticker": pl.String,
-    "date": pl.Date,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Int64,
-    "source": pl.String,
-    "schema_version": pl.Int32,
-}
-KAFKA_SCHEMA = {
-    "kafka_topic": pl.String,
-    "kafka_partition": pl.Int32,
-    "kafka_offset": pl.Int64,
-    "kafka_timestamp": pl.Datetime("ms", "UTC"),
-}
-QUARANTINE_SCHEMA = {
-    **KAFKA_SCHEMA,
-    "kafka_key": pl.Binary,
-    "payload": pl.Binary,
-    "reason": pl.String,
-}
+from stock_assets.resources.kafka import KafkaResource
+from stock_assets.resources.lake import LakeResource
+
+CONSUMER_GROUP = "stock-assets-bronze"  # committed after Delta, for lag dashboards only
 
 
 def app_id(topic: str, partition: int) -> str:
@@ -75,42 +43,47 @@ class IngestReport:
     quarantined: int = 0
     skipped_already_stored: int = 0
     last_offsets: dict[int, int] = field(default_factory=dict)
-    bar_dates: list[dt.date] = field(default_factory=list)
+    event_dates: list[dt.date] = field(default_factory=list)
     bronze_version: int | None = None
     seconds: float = 0.0
 
 
-def stored_offsets(lake: LakeResource, topic: str, partitions) -> dict[int, int]:
+def stored_offsets(
+    lake: LakeResource, contract: TopicContract, topic: str, partitions
+) -> dict[int, int]:
     """Last offset per partition that bronze has durably processed (-1 when none)."""
-    versions = lake.transaction_versions(BRONZE_BARS, [app_id(topic, p) for p in partitions])
+    ids = [app_id(topic, p) for p in partitions]
+    versions = lake.transaction_versions(contract.bronze_table, ids)
     return {p: (versions[app_id(topic, p)] or -1) for p in partitions}
 
 
 class _Batch:
-    """Column buffers for one ingest run; plain lists keep the hot loop cheap."""
+    """Row buffers for one ingest run; plain lists keep the hot loop cheap."""
 
-    def __init__(self) -> None:
-        self.bars: list[tuple] = []
-        self.bar_meta: list[tuple] = []
+    def __init__(self, contract: TopicContract) -> None:
+        self.contract = contract
+        self.rows: list[tuple] = []
+        self.meta: list[tuple] = []
         self.bad: list[tuple] = []
 
     def add(self, record, today: dt.date) -> None:
         meta = (record.topic, record.partition, record.offset, record.timestamp)
         try:
-            self.bars.append(parse_bar(record.value, today))
-            self.bar_meta.append(meta)
-        except InvalidBar as exc:
+            self.rows.append(self.contract.parse(record.value, today))
+            self.meta.append(meta)
+        except InvalidRecord as exc:
             self.bad.append((*meta, record.key, record.value, str(exc)))
 
-    def bars_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
-        bars = pl.DataFrame(self.bars, schema=BAR_SCHEMA, orient="row")
-        meta = pl.DataFrame(self.bar_meta, schema=KAFKA_SCHEMA, orient="row")
-        return pl.concat([bars, meta], how="horizontal").with_columns(
-            pl.lit(ingested_at).alias("ingested_at"), month_column()
+    def rows_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
+        rows = pl.DataFrame(self.rows, schema=self.contract.columns, orient="row")
+        meta = pl.DataFrame(self.meta, schema=KAFKA_COLUMNS, orient="row")
+        stored = pl.concat([rows, meta], how="horizontal").with_columns(
+            pl.lit(ingested_at).alias("ingested_at")
         )
+        return self.contract.with_partition_columns(stored)
 
     def quarantine_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
-        return pl.DataFrame(self.bad, schema=QUARANTINE_SCHEMA, orient="row").with_columns(
+        return pl.DataFrame(self.bad, schema=QUARANTINE_COLUMNS, orient="row").with_columns(
             pl.lit(ingested_at).alias("quarantined_at")
         )
 
@@ -158,22 +131,24 @@ def _commit_group_offsets(consumer, ends: dict[TopicPartition, int]) -> None:
 def ingest_range(
     kafka: KafkaResource,
     lake: LakeResource,
+    contract: TopicContract,
     topic: str,
     ranges: dict[int, tuple[int, int]],
     timeout_s: float = 120.0,
     today: dt.date | None = None,
 ) -> IngestReport:
-    """Store ``[start, end)`` of each partition into bronze/quarantine, skipping stored offsets."""
+    """Store ``[start, end)`` of each partition in bronze/quarantine, skipping stored offsets."""
     started = time.monotonic()
     report = IngestReport(topic=topic, requested=dict(ranges))
     today = today or dt.datetime.now(dt.UTC).date()
-    already = stored_offsets(lake, topic, ranges)
-    quarantined = lake.transaction_versions(QUARANTINE_BARS, [app_id(topic, p) for p in ranges])
+    already = stored_offsets(lake, contract, topic, ranges)
+    ids = [app_id(topic, p) for p in ranges]
+    quarantined = lake.transaction_versions(contract.quarantine_table, ids)
     effective = {}
     for p, (start, end) in ranges.items():
         effective[p] = (max(start, already[p] + 1), end)
         report.skipped_already_stored += max(0, min(end, already[p] + 1) - start)
-    batch = _Batch()
+    batch = _Batch(contract)
     for record in _consume(kafka, topic, effective, timeout_s):
         batch.add(record, today)
     now = dt.datetime.now(dt.UTC)
@@ -187,22 +162,22 @@ def ingest_range(
         )
         if bad.height:
             lake.append(
-                QUARANTINE_BARS,
+                contract.quarantine_table,
                 bad.to_arrow(),
                 partition_by=[],
                 transactions={app_id(topic, p): o for p, o in done.items()},
             )
         report.quarantined = bad.height
     if done:
-        bars = batch.bars_frame(now)
+        rows = batch.rows_frame(now)
         report.bronze_version = lake.append(
-            BRONZE_BARS,
-            bars.to_arrow(),
-            partition_by=["month"],
+            contract.bronze_table,
+            rows.to_arrow(),
+            partition_by=list(contract.partition_by),
             transactions={app_id(topic, p): o for p, o in done.items()},
         )
-        report.stored = bars.height
-        report.bar_dates = bars["date"].unique().sort().to_list()
+        report.stored = rows.height
+        report.event_dates = rows[contract.event_date_column].unique().sort().to_list()
     report.last_offsets = {p: max(already[p], done.get(p, -1)) for p in ranges}
     report.seconds = time.monotonic() - started
     return report
@@ -211,6 +186,7 @@ def ingest_range(
 def catch_up(
     kafka: KafkaResource,
     lake: LakeResource,
+    contract: TopicContract,
     topic: str,
     max_records_per_run: int = 500_000,
     max_passes: int | None = None,
@@ -220,7 +196,7 @@ def catch_up(
     reports = []
     while max_passes is None or len(reports) < max_passes:
         ends = kafka.end_offsets(topic)
-        stored = stored_offsets(lake, topic, ends)
+        stored = stored_offsets(lake, contract, topic, ends)
         ranges = {
             p: (stored[p] + 1, min(end, stored[p] + 1 + max_records_per_run))
             for p, end in ends.items()
@@ -228,5 +204,5 @@ def catch_up(
         }
         if not ranges:
             return reports
-        reports.append(ingest_range(kafka, lake, topic, ranges, today=today))
+        reports.append(ingest_range(kafka, lake, contract, topic, ranges, today=today))
     return reports

@@ -16,6 +16,9 @@ import math
 import re
 
 import orjson
+import polars as pl
+
+from stock_assets.ingestion.contract import InvalidRecord, TopicContract
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
@@ -24,8 +27,8 @@ EARLIEST_BAR_DATE = dt.date(1900, 1, 1)
 _TICKER = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,11}")
 
 
-class InvalidBar(ValueError):
-    """A record that cannot be stored; the message is the quarantine reason."""
+class InvalidBar(InvalidRecord):
+    """A market-bar message that cannot be stored."""
 
 
 def encode_bar(
@@ -110,3 +113,22 @@ def parse_bar(raw: bytes | None, today: dt.date) -> tuple:
     if source is not None and type(source) is not str:
         raise InvalidBar(f"field 'source' must be a string, got {type(source).__name__}")
     return ticker, date, open_, high, low, close, volume, source, version
+
+
+MARKET_BARS = TopicContract(
+    name="market_bars",
+    bronze_table="bronze/market_bars",
+    quarantine_table="bronze/market_bars_quarantine",
+    columns={
+        "ticker": pl.String,
+        "date": pl.Date,
+        "open": pl.Float64,
+        "high": pl.Float64,
+        "low": pl.Float64,
+        "close": pl.Float64,
+        "volume": pl.Int64,
+        "source": pl.String,
+        "schema_version": pl.Int32,
+    },
+    parse=parse_bar,
+)

@@ -5,6 +5,7 @@ cursor forward, and give every RunRequest a run_key so a re-evaluated tick canno
 """
 
 import json
+from collections.abc import Callable
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -14,7 +15,9 @@ from dagster._core.storage.tags import (
 
 from stock_assets import config
 from stock_assets.ingestion.assets import BRONZE_BARS_KEY, QUARANTINE_KEY
+from stock_assets.ingestion.contract import TopicContract
 from stock_assets.ingestion.ingest import stored_offsets
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.market.assets import DAILY_BARS_KEY
 from stock_assets.market.calendar import trading_day_partitions
 from stock_assets.market.checks import daily_bars_checks
@@ -30,18 +33,6 @@ ACTIVE_STATUSES = [
     dg.DagsterRunStatus.STARTED,
 ]
 
-ingest_market_bars_job = dg.define_asset_job(
-    "ingest_market_bars",
-    selection=dg.AssetSelection.assets(BRONZE_BARS_KEY, QUARANTINE_KEY),
-    description="Kafka offset ranges -> bronze Delta (launched by market_bars_kafka_sensor).",
-)
-daily_bars_job = dg.define_asset_job(
-    "build_daily_bars",
-    selection=dg.AssetSelection.assets(DAILY_BARS_KEY),
-    partitions_def=trading_day_partitions(),
-    description="Silver daily bars for the trading days bronze just received.",
-)
-
 
 def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
     return instance.get_runs(
@@ -49,55 +40,70 @@ def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.Dagster
     )
 
 
-@dg.sensor(
-    job=ingest_market_bars_job,
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def market_bars_kafka_sensor(
-    context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource
-):
-    """Request one ingest run for everything between bronze's stored offsets and the topic end.
+def build_kafka_ingest_sensor(
+    contract: TopicContract, topic: Callable[[], str], job
+) -> dg.SensorDefinition:
+    """A sensor requesting one ingest run for everything between bronze and the topic end.
 
     Progress comes from bronze's Delta transactions, not from the cursor, so a failed run leaves
     its range to the next request instead of a gap. One ingest run at a time keeps it simple.
     """
-    topic = config.market_bars_topic()
-    cursor = json.loads(context.cursor) if context.cursor else {"generation": 0}
-    try:
-        ends = kafka.end_offsets(topic)
-    except BrokerUnavailable as exc:
-        return dg.SkipReason(f"{exc}; will retry next tick")
-    active = _active_runs(context.instance, ingest_market_bars_job.name)
-    if active:
-        return dg.SkipReason(f"ingest run {active[0].run_id} is still in progress")
-    stored = stored_offsets(lake, topic, ends)
-    ranges = {
-        p: (stored[p] + 1, min(end, stored[p] + 1 + MAX_RECORDS_PER_RUN))
-        for p, end in sorted(ends.items())
-        if stored[p] + 1 < end
-    }
-    if not ranges:
-        return dg.SkipReason(f"bronze holds every offset of {topic}: {dict(sorted(ends.items()))}")
-    generation = cursor["generation"] + 1
-    spans = ",".join(f"{p}:{s}-{e}" for p, (s, e) in ranges.items())
-    context.update_cursor(json.dumps({"generation": generation, "ends": ends}))
-    return dg.RunRequest(
-        run_key=f"{topic}@{generation}/{spans}",
-        run_config={
-            "ops": {
-                "market_bars": {
-                    "config": {
-                        "topic": topic,
-                        "ranges": [
-                            {"partition": p, "start": s, "end": e} for p, (s, e) in ranges.items()
-                        ],
-                    }
-                }
-            }
-        },
-        tags={"stock/topic": topic, "stock/offsets": spans[:200]},
+
+    @dg.sensor(
+        name=f"{contract.name}_kafka_sensor",
+        job=job,
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
+    def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource):
+        name = topic()
+        cursor = json.loads(context.cursor) if context.cursor else {"generation": 0}
+        try:
+            ends = kafka.end_offsets(name)
+        except BrokerUnavailable as exc:
+            return dg.SkipReason(f"{exc}; will retry next tick")
+        active = _active_runs(context.instance, job.name)
+        if active:
+            return dg.SkipReason(f"ingest run {active[0].run_id} is still in progress")
+        stored = stored_offsets(lake, contract, name, ends)
+        ranges = {
+            p: (stored[p] + 1, min(end, stored[p] + 1 + MAX_RECORDS_PER_RUN))
+            for p, end in sorted(ends.items())
+            if stored[p] + 1 < end
+        }
+        if not ranges:
+            return dg.SkipReason(
+                f"bronze holds every offset of {name}: {dict(sorted(ends.items()))}"
+            )
+        generation = cursor["generation"] + 1
+        spans = ",".join(f"{p}:{s}-{e}" for p, (s, e) in ranges.items())
+        context.update_cursor(json.dumps({"generation": generation, "ends": ends}))
+        offset_ranges = [{"partition": p, "start": s, "end": e} for p, (s, e) in ranges.items()]
+        return dg.RunRequest(
+            run_key=f"{name}@{generation}/{spans}",
+            run_config={
+                "ops": {contract.name: {"config": {"topic": name, "ranges": offset_ranges}}}
+            },
+            tags={"stock/topic": name, "stock/offsets": spans[:200]},
+        )
+
+    return kafka_sensor
+
+
+ingest_market_bars_job = dg.define_asset_job(
+    "ingest_market_bars",
+    selection=dg.AssetSelection.assets(BRONZE_BARS_KEY, QUARANTINE_KEY),
+    description="Kafka offset ranges -> bronze Delta (launched by market_bars_kafka_sensor).",
+)
+market_bars_kafka_sensor = build_kafka_ingest_sensor(
+    MARKET_BARS, config.market_bars_topic, ingest_market_bars_job
+)
+daily_bars_job = dg.define_asset_job(
+    "build_daily_bars",
+    selection=dg.AssetSelection.assets(DAILY_BARS_KEY),
+    partitions_def=trading_day_partitions(),
+    description="Silver daily bars for the trading days bronze just received.",
+)
 
 
 def partition_ranges(dates: list[str], max_gap: int = MAX_GAP_WITHIN_ONE_SILVER_RUN):
@@ -131,8 +137,8 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
     dates: set[str] = set()
     for record in result.records:
         metadata = record.asset_materialization.metadata
-        if "bar_dates" in metadata:
-            dates.update(metadata["bar_dates"].value)
+        if "event_dates" in metadata:
+            dates.update(metadata["event_dates"].value)
     ranges, unknown = partition_ranges(sorted(dates))
     if unknown:
         context.log.warning(

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from stock_assets.ingestion.assets import BRONZE_BARS_KEY
-from stock_assets.ingestion.ingest import BRONZE_BARS
+from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.market.calendar import EXCHANGE_TIMEZONE, partition_date, trading_day_partitions
 from stock_assets.resources.lake import LakeResource, month_column
 
@@ -52,7 +52,7 @@ def partition_bounds(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.dat
 def daily_bars(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Rebuild the selected trading days from bronze; other days in the table are untouched."""
     start, end = partition_bounds(context)
-    bars = latest_bar_per_ticker_day(lake.read_dates(BRONZE_BARS, start, end))
+    bars = latest_bar_per_ticker_day(lake.read_dates(MARKET_BARS.bronze_table, start, end))
     version = lake.overwrite_dates(DAILY_BARS, bars.to_arrow(), start, end, partition_by=["month"])
     return dg.MaterializeResult(
         metadata={
