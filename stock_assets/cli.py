@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad input from the operator: one clear line, no traceback
+        sys.exit(f"stock-assets {args.command}: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The console script as an operator uses it: replay real bars, then ingest without the daemon."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from stock_assets.ingestion.messages import MARKET_BARS
+from stock_assets.resources.lake import LakeResource
+
+CLI = str(Path(sys.executable).with_name("stock-assets"))
+
+
+def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cli_env(kafka_bootstrap, fresh_topic, tmp_path) -> dict:
+    return {
+        **os.environ,
+        "STOCK_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "STOCK_MARKET_TOPIC": fresh_topic(3),
+        "STOCK_STATE_DIR": str(tmp_path / "state"),
+        "STOCK_LAKE_ROOT": str(tmp_path / "lake"),
+    }
+
+
+def test_replay_then_ingest_until_caught_up(cli_env):
+    replayed = run_cli(
+        "replay", "--dataset", "us_megacaps_2000", "--start", "2008-10-01", "--end", "2008-10-10",
+        "--tickers", "AAPL,IBM", "--days-per-second", "20", env=cli_env,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 16 bars of us_megacaps_2000 (2008-10-01..2008-10-10, 8 trading days)" in (
+        replayed.stdout
+    )
+    assert "failed: 0" in replayed.stdout
+
+    ingested = run_cli("ingest", "--until-caught-up", env=cli_env)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "stored 16, quarantined 0" in ingested.stdout
+    bronze = LakeResource(root=cli_env["STOCK_LAKE_ROOT"]).scan(MARKET_BARS.bronze_table).collect()
+    assert bronze.height == 16
+    assert bronze.group_by("ticker").len().sort("ticker").rows() == [("AAPL", 8), ("IBM", 8)]
+    assert bronze["source"].unique().to_list() == ["us_megacaps_2000"]
+    assert bronze.filter(pl.col("date") < pl.date(2008, 10, 1)).is_empty()
+
+    again = run_cli("ingest", "--until-caught-up", env=cli_env)
+    assert "bronze already holds every offset" in again.stdout
+
+
+def test_replay_rejects_unknown_tickers_with_a_clear_message(cli_env):
+    result = run_cli("replay", "--dataset", "sp500_2009", "--tickers", "AAPL,NOPE", env=cli_env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "stock-assets replay: tickers not in sp500_2009 for that range: ['NOPE']"
+    )
+
+
+def test_commands_without_a_broker_say_how_to_get_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "STOCK_KAFKA_BOOTSTRAP"}
+    env["STOCK_STATE_DIR"] = str(tmp_path)
+    result = run_cli("ingest", env=env)
+    assert result.returncode != 0
+    assert "set STOCK_KAFKA_BOOTSTRAP" in result.stderr
