@@ -101,7 +101,6 @@ market_bars_kafka_sensor = build_kafka_ingest_sensor(
 daily_bars_job = dg.define_asset_job(
     "build_daily_bars",
     selection=dg.AssetSelection.assets(DAILY_BARS_KEY),
-    partitions_def=trading_day_partitions(),
     description="Silver daily bars for the trading days bronze just received.",
 )
 
