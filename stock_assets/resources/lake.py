@@ -33,6 +33,10 @@ class LakeResource(dg.ConfigurableResource):
     storage: LocalConfig | S3Config | AzureConfig | GcsConfig = Field(
         default_factory=LocalConfig, discriminator="provider"
     )
+    extra_storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs options the typed config lacks, e.g. allow_http for MinIO",
+    )
 
     @classmethod
     def from_env(cls) -> LakeResource:
@@ -48,7 +52,8 @@ class LakeResource(dg.ConfigurableResource):
     def storage_options(self) -> dict[str, str]:
         """Object-store options for delta-rs (booleans as "true"/"false", unset ones dropped)."""
         options = self.storage.model_dump(exclude={"provider"}, exclude_none=True)
-        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()}
+        typed = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()}
+        return {**typed, **self.extra_storage_options}
 
     def table(self, table: str) -> DeltaTable | None:
         try:
