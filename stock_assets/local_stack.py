@@ -29,6 +29,20 @@ from stock_assets.resources.lake import LakeResource
 CATCH_UP_TIMEOUT_S = 900
 
 
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT/SIGTERM/SIGHUP into KeyboardInterrupt so ``finally`` blocks stop children.
+
+    A process started in the background by a non-interactive shell inherits SIGINT as ignored;
+    installing handlers explicitly makes Ctrl-C and ``kill PID`` work the same everywhere.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
 def _stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
     if process.poll() is not None:
         return
@@ -55,6 +69,7 @@ def start_local_broker(port: int | None = None) -> EmbeddedBroker:
 
 
 def serve_broker_forever(port: int | None = None) -> int:
+    stop_on_signals()
     broker = start_local_broker(port)
     print(f"Kafka-protocol broker on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
     try:
@@ -104,6 +119,7 @@ def _wait_for_pipeline(kafka: KafkaResource, lake: LakeResource, topic: str) -> 
 
 
 def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
+    stop_on_signals()
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -1,6 +1,8 @@
 """The console script as an operator uses it: replay real bars, then ingest without the daemon."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +69,28 @@ def test_commands_without_a_broker_say_how_to_get_one(tmp_path):
     result = run_cli("ingest", env=env)
     assert result.returncode != 0
     assert "set STOCK_KAFKA_BOOTSTRAP" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_broker_command_stops_its_broker_on_signal_even_if_sigint_was_ignored(tmp_path, sig):
+    env = {**os.environ, "STOCK_STATE_DIR": str(tmp_path)}
+    env.pop("STOCK_KAFKA_BOOTSTRAP", None)
+    process = subprocess.Popen(
+        [CLI, "broker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in sh
+    )
+    try:
+        assert "Kafka-protocol broker on" in process.stdout.readline()
+        info = json.loads((tmp_path / "broker" / "broker.json").read_text())
+        os.kill(info["pid"], 0)  # the broker is alive
+        process.send_signal(sig)
+        assert process.wait(timeout=15) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(info["pid"], 0)
+        assert not (tmp_path / "broker" / "broker.json").exists()
+    finally:
+        process.kill()
