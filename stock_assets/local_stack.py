@@ -22,7 +22,7 @@ from stock_assets.ingestion.ingest import stored_offsets
 from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.market.assets import DAILY_BARS
-from stock_assets.resources.broker import EmbeddedBroker, ensure_topic
+from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -43,21 +43,6 @@ def stop_on_signals() -> None:
         signal.signal(sig, _interrupt)
 
 
-def _stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def start_local_broker(port: int | None = None) -> EmbeddedBroker:
     """Start the embedded broker and advertise it in the state folder for other commands."""
     broker = EmbeddedBroker(data_dir=config.state_dir() / "broker", port=port)
@@ -70,16 +55,18 @@ def start_local_broker(port: int | None = None) -> EmbeddedBroker:
 
 def serve_broker_forever(port: int | None = None) -> int:
     stop_on_signals()
-    broker = start_local_broker(port)
-    print(f"Kafka-protocol broker on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
+    broker = None
     try:
+        broker = start_local_broker(port)
+        print(f"Kafka-protocol broker on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
         while broker.is_running():
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        broker.stop()
-        config.broker_info_file().unlink(missing_ok=True)
+        if broker is not None:
+            broker.stop()
+            config.broker_info_file().unlink(missing_ok=True)
     return 0
 
 
@@ -170,7 +157,7 @@ def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
         return 0
     finally:
         if dagster is not None:
-            _stop_group(dagster)
+            stop_process_group(dagster, grace_s=10)
         if broker is not None:
             broker.stop()
             config.broker_info_file().unlink(missing_ok=True)

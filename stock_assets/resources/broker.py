@@ -80,6 +80,20 @@ def ensure_topic(
         admin.close()
 
 
+def stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM a child's process group, SIGKILL whatever is left after ``grace_s``, reap it.
+
+    For children started with ``start_new_session=True``; servers here may ignore SIGTERM.
+    """
+    _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _exit_code(proc) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The leader is alive or an unreaped zombie, so its pgid cannot be reused yet.
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 class EmbeddedBroker:
     """One noida-db process (Kafka service only) in its own process group."""
 
@@ -174,15 +188,8 @@ class EmbeddedBroker:
         """SIGTERM the group (noida-db flushes to disk), then SIGKILL whatever remains."""
         proc, self.proc = self.proc, None
         atexit.unregister(self.stop)
-        if proc is None:
-            return
-        _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while _exit_code(proc) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # The leader is alive or an unreaped zombie, so its pgid cannot be reused yet.
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if proc is not None:
+            stop_process_group(proc, grace_s)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
