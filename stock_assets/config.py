@@ -68,3 +68,11 @@ def kafka_bootstrap() -> str | None:
         return explicit
     local = running_local_broker()
     return local.bootstrap if local else None
+
+
+NEWS_TOPIC_DEFAULT = "news.articles"
+
+
+def news_topic() -> str:
+    """Kafka topic carrying news articles (the ``news.articles`` contract)."""
+    return os.environ.get("STOCK_NEWS_TOPIC", NEWS_TOPIC_DEFAULT)

@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
+from stock_assets.altdata.checks import ALTDATA_CHECKS
+from stock_assets.altdata.earnings import earnings_calendar
+from stock_assets.altdata.macro import macro_indicators
+from stock_assets.altdata.news import (
+    ingest_news_articles_job,
+    market_sentiment,
+    news_articles,
+    news_articles_kafka_sensor,
+    news_sentiment,
+)
+from stock_assets.altdata.resources import (
+    EarningsSource,
+    MacroSource,
+    MembershipSource,
+    NewsSource,
+)
+from stock_assets.altdata.schedules import ALTDATA_JOBS, ALTDATA_SCHEDULES
+from stock_assets.altdata.universe import index_membership, universe
 from stock_assets.ingestion.assets import market_bars
 from stock_assets.ingestion.sensors import (
     daily_bars_job,
@@ -11,8 +29,11 @@ from stock_assets.ingestion.sensors import (
     ingest_market_bars_job,
     market_bars_kafka_sensor,
 )
+from stock_assets.market.adjusted import adjusted_daily_bars, adjusted_daily_bars_checks
 from stock_assets.market.assets import daily_bars
 from stock_assets.market.checks import daily_bars_checks
+from stock_assets.market.corporate_actions import corporate_actions, corporate_actions_checks
+from stock_assets.market.quality import data_quality
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -24,16 +45,43 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 
 def build_resources() -> dict:
-    return {"kafka": KafkaResource.from_env(), "lake": LakeResource.from_env()}
+    return {
+        "kafka": KafkaResource.from_env(),
+        "lake": LakeResource.from_env(),
+        "macro_source": MacroSource.from_env(),
+        "news_source": NewsSource.from_env(),
+        "earnings_source": EarningsSource.from_env(),
+        "membership_source": MembershipSource.from_env(),
+    }
 
 
 defs = dg.Definitions(
-    assets=[market_bars, daily_bars],
-    asset_checks=[daily_bars_checks],
-    jobs=[ingest_market_bars_job, daily_bars_job],
+    assets=[
+        market_bars,
+        daily_bars,
+        corporate_actions,
+        adjusted_daily_bars,
+        data_quality,
+        news_articles,
+        macro_indicators,
+        news_sentiment,
+        market_sentiment,
+        earnings_calendar,
+        index_membership,
+        universe,
+    ],
+    asset_checks=[
+        daily_bars_checks,
+        corporate_actions_checks,
+        adjusted_daily_bars_checks,
+        *ALTDATA_CHECKS,
+    ],
+    jobs=[ingest_market_bars_job, daily_bars_job, ingest_news_articles_job, *ALTDATA_JOBS],
+    schedules=ALTDATA_SCHEDULES,
     sensors=[
         market_bars_kafka_sensor,
         daily_bars_sensor,
+        news_articles_kafka_sensor,
         automation_sensor,
     ],
     resources=build_resources(),

@@ -16,7 +16,22 @@ REPO = Path(__file__).resolve().parent.parent
 def test_asset_keys_and_dependencies():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"bronze/market_bars", "bronze/market_bars_quarantine", "silver/daily_bars"}
+    assert keys == {
+        "bronze/market_bars",
+        "bronze/market_bars_quarantine",
+        "silver/daily_bars",
+        "silver/corporate_actions",
+        "silver/adjusted_daily_bars",
+        "silver/data_quality",
+        "bronze/news_articles",
+        "bronze/news_articles_quarantine",
+        "silver/macro_indicators",
+        "silver/news_sentiment",
+        "silver/market_sentiment",
+        "silver/earnings_calendar",
+        "silver/index_membership",
+        "silver/universe",
+    }
     silver = graph.get(dg.AssetKey(["silver", "daily_bars"]))
     assert silver.parent_keys == {dg.AssetKey(["bronze", "market_bars"])}
     assert silver.group_name == "market"
@@ -53,9 +68,45 @@ def test_sensors_are_declared_running():
     assert set(sensors) == {
         "market_bars_kafka_sensor",
         "daily_bars_sensor",
+        "news_articles_kafka_sensor",
         "default_automation_condition_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+
+
+def test_altdata_assets_are_scheduled_running_fresh_and_blocking_checked():
+    graph = defs.resolve_asset_graph()
+    altdata = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "altdata"}
+    assert {k.to_user_string() for k in altdata} == {
+        "silver/macro_indicators",
+        "silver/news_sentiment",
+        "silver/market_sentiment",
+        "silver/earnings_calendar",
+        "silver/index_membership",
+        "silver/universe",
+    }
+    assert all(graph.get(k).freshness_policy is not None for k in altdata)
+    blocking = {c.asset_key for c in graph.asset_check_keys if graph.get(c).blocking}
+    assert altdata <= blocking
+    assert graph.get(dg.AssetKey(["silver", "market_sentiment"])).parent_keys == {
+        dg.AssetKey(["silver", "news_sentiment"])
+    }
+    assert graph.get(dg.AssetKey(["silver", "universe"])).parent_keys == {
+        dg.AssetKey(["silver", "index_membership"])
+    }
+    schedules = {s.name: s for s in defs.schedules}
+    altdata_schedules = {
+        "macro_indicators_daily",
+        "news_sentiment_daily",
+        "universe_daily",
+        "earnings_calendar_weekly",
+        "index_membership_weekly",
+    }
+    assert altdata_schedules <= set(schedules)
+    assert all(
+        schedules[name].default_status == dg.DefaultScheduleStatus.RUNNING
+        for name in altdata_schedules
+    )
 
 
 def test_dagster_definitions_validate_passes():
