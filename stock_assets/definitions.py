@@ -24,16 +24,12 @@ from stock_assets.altdata.schedules import ALTDATA_JOBS, ALTDATA_SCHEDULES
 from stock_assets.altdata.universe import index_membership, universe
 from stock_assets.ingestion.assets import market_bars
 from stock_assets.ingestion.sensors import (
-    daily_bars_job,
     daily_bars_sensor,
     ingest_market_bars_job,
     market_bars_kafka_sensor,
+    market_silver_job,
 )
-from stock_assets.market.adjusted import adjusted_daily_bars, adjusted_daily_bars_checks
-from stock_assets.market.assets import daily_bars
-from stock_assets.market.checks import daily_bars_checks
-from stock_assets.market.corporate_actions import corporate_actions, corporate_actions_checks
-from stock_assets.market.quality import data_quality
+from stock_assets.market import MARKET_SILVER_ASSETS, MARKET_SILVER_CHECKS
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -58,10 +54,7 @@ def build_resources() -> dict:
 defs = dg.Definitions(
     assets=[
         market_bars,
-        daily_bars,
-        corporate_actions,
-        adjusted_daily_bars,
-        data_quality,
+        *MARKET_SILVER_ASSETS,
         news_articles,
         macro_indicators,
         news_sentiment,
@@ -71,12 +64,10 @@ defs = dg.Definitions(
         universe,
     ],
     asset_checks=[
-        daily_bars_checks,
-        corporate_actions_checks,
-        adjusted_daily_bars_checks,
+        *MARKET_SILVER_CHECKS,
         *ALTDATA_CHECKS,
     ],
-    jobs=[ingest_market_bars_job, daily_bars_job, ingest_news_articles_job, *ALTDATA_JOBS],
+    jobs=[ingest_market_bars_job, market_silver_job, ingest_news_articles_job, *ALTDATA_JOBS],
     schedules=ALTDATA_SCHEDULES,
     sensors=[
         market_bars_kafka_sensor,

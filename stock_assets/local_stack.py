@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +22,7 @@ from stock_assets import config
 from stock_assets.ingestion.ingest import stored_offsets
 from stock_assets.ingestion.messages import MARKET_BARS
 from stock_assets.ingestion.replay import replay, select_bars
+from stock_assets.market.adjusted import ADJUSTED_BARS
 from stock_assets.market.assets import DAILY_BARS
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
 from stock_assets.resources.kafka import KafkaResource
@@ -77,32 +79,100 @@ def _prepare_dagster_home() -> Path:
     return home
 
 
+def _rows(lake: LakeResource, table: str, expr: pl.Expr | None = None) -> int:
+    if lake.table(table) is None:
+        return 0
+    return lake.scan(table).select(expr if expr is not None else pl.len()).collect().item()
+
+
 def _wait_for_pipeline(kafka: KafkaResource, lake: LakeResource, topic: str) -> None:
-    """Print progress until bronze holds every offset and silver holds every bronze bar."""
+    """Print progress until bronze holds every offset and silver and adjusted hold every bar."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         ends = kafka.end_offsets(topic)
         stored = stored_offsets(lake, MARKET_BARS, topic, ends)
         behind = sum(end - (stored[p] + 1) for p, end in ends.items())
-        silver = (
-            lake.scan(DAILY_BARS).select(pl.len()).collect().item() if lake.table(DAILY_BARS) else 0
-        )
-        bronze_bars = (
-            lake.scan(MARKET_BARS.bronze_table)
-            .select(pl.struct("ticker", "date").n_unique())
-            .collect()
-            .item()
-            if lake.table(MARKET_BARS.bronze_table)
-            else 0
-        )
+        bronze = _rows(lake, MARKET_BARS.bronze_table, pl.struct("ticker", "date").n_unique())
+        silver, adjusted = _rows(lake, DAILY_BARS), _rows(lake, ADJUSTED_BARS)
         print(
-            f"  kafka lag {behind:>7} | bronze ticker-days {bronze_bars:>7} "
-            f"| silver rows {silver:>7}"
+            f"  kafka lag {behind:>7} | bronze ticker-days {bronze:>7} "
+            f"| silver rows {silver:>7} | adjusted rows {adjusted:>7}",
+            flush=True,
         )
-        if behind == 0 and bronze_bars and silver >= bronze_bars:
+        if behind == 0 and bronze and silver >= bronze and adjusted >= silver:
             return
         time.sleep(10)
     print("  still catching up; watch the runs in the UI")
+
+
+BACKFILL_MUTATION = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+    ... on PartitionSetNotFoundError { message }
+  }
+}"""
+BACKFILL_STATUS_QUERY = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}"""
+
+
+def _graphql(ui_port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ui_port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+def _wait_for_webserver(ui_port: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/server_info", timeout=5):
+                return
+        except OSError:
+            time.sleep(2)
+    raise TimeoutError(f"Dagster webserver on port {ui_port} did not answer in {timeout_s}s")
+
+
+def backfill_history(ui_port: int, asset_keys: list, title: str) -> None:
+    """Launch the history of ``asset_keys`` as a Dagster backfill (the UI's "Materialize all")."""
+    params = {
+        "assetSelection": [{"path": list(key.path)} for key in asset_keys],
+        "allPartitions": True,
+        "title": title,
+    }
+    launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        print(f"  backfill not launched: {launched}", flush=True)
+        return
+    backfill_id = launched["backfillId"]
+    print(f"  backfill {backfill_id}: {title}", flush=True)
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    status = "REQUESTED"
+    while status == "REQUESTED" and time.monotonic() < deadline:
+        time.sleep(10)
+        status = _graphql(ui_port, BACKFILL_STATUS_QUERY, {"id": backfill_id})[
+            "partitionBackfillOrError"
+        ]["status"]
+        print(f"  backfill {backfill_id}: {status}", flush=True)
+
+
+def _altdata_keys() -> list:
+    from stock_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return sorted(
+        (key for key in graph.get_all_asset_keys() if graph.get(key).group_name == "altdata"),
+        key=lambda key: key.to_user_string(),
+    )
 
 
 def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
@@ -142,6 +212,13 @@ def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
         print(f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port}", flush=True)
         print("sensors ingest the topic into bronze, then build silver daily bars:", flush=True)
         _wait_for_pipeline(kafka, lake, topic)
+        altdata = _altdata_keys()
+        if all(lake.table("/".join(key.path)) is not None for key in altdata):
+            print("alternative data already in the lake: not backfilling again", flush=True)
+        else:
+            print("alternative data (macro, news, earnings, membership): backfilling history")
+            _wait_for_webserver(ui_port)
+            backfill_history(ui_port, altdata, "make run: history of alternative data")
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"

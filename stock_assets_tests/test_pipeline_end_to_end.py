@@ -13,8 +13,9 @@ from stock_assets.ingestion.assets import market_bars
 from stock_assets.ingestion.messages import MARKET_BARS, encode_bar
 from stock_assets.ingestion.replay import replay, select_bars
 from stock_assets.ingestion.sensors import daily_bars_sensor, market_bars_kafka_sensor
+from stock_assets.market import MARKET_SILVER_ASSETS, MARKET_SILVER_CHECKS
+from stock_assets.market.adjusted import ADJUSTED_BARS
 from stock_assets.market.assets import DAILY_BARS, daily_bars
-from stock_assets.market.checks import daily_bars_checks
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -62,14 +63,14 @@ def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRe
     assert isinstance(requests, list) and requests, requests
     for request in requests:
         result = dg.materialize(
-            [daily_bars, daily_bars_checks],
+            [*MARKET_SILVER_ASSETS, *MARKET_SILVER_CHECKS],
             resources={"lake": lake},
             instance=instance,
             tags=request.tags,
         )
         assert result.success
         checks = result.get_asset_check_evaluations()
-        assert {c.check_name for c in checks} == {k.name for k in daily_bars_checks.check_keys}
+        assert {c.asset_check_key for c in checks} == set(request.asset_check_keys)
         blocking_failures = [
             c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
         ]
@@ -115,6 +116,16 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
     materialized = instance.get_materialized_partitions(daily_bars.key)
     assert len(materialized) == bars["date"].n_unique() == 14  # Memorial Day 2010-05-31 excluded
 
+    # the same run adjusted the real 2:1 splits inside the window (ESRX 06-08, GIS 06-09)
+    adjusted = lake.scan(ADJUSTED_BARS).collect().sort("ticker", "date")
+    assert adjusted.height == silver.height
+    for ticker, split_day in [("ESRX", dt.date(2010, 6, 8)), ("GIS", dt.date(2010, 6, 9))]:
+        rows = adjusted.filter(pl.col("ticker") == ticker)
+        before = rows.filter(pl.col("date") < split_day).tail(1)
+        after = rows.filter(pl.col("date") == split_day)
+        assert after["open"].item() / before["close"].item() < 0.6  # raw: a fake -50% night
+        assert abs(after["adj_open"].item() / before["adj_close"].item() - 1) < 0.06
+
 
 def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline):
     topic, kafka, lake, instance = pipeline
@@ -138,7 +149,9 @@ def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline)
     assert lake.scan(MARKET_BARS.bronze_table).collect().height == bars.height
 
     # a vendor correction for one bar: bronze keeps both versions, silver keeps the latest
-    corrected = encode_bar("AAPL", "2010-06-02", 1.0, 300.0, 1.0, 299.0, 5, "correction")
+    original = bars.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
+    _, _, o, h, low, c, v, _ = original.row(0)
+    corrected = encode_bar("AAPL", "2010-06-02", o, h, low, c + 0.25, v + 100, "correction")
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
     producer.send(topic, key=b"AAPL", value=corrected)
     producer.flush()
@@ -149,4 +162,4 @@ def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline)
     silver = lake.scan(DAILY_BARS).collect()
     assert silver.height == bars.height
     fixed = silver.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
-    assert fixed["close"].to_list() == [299.0] and fixed["source"].to_list() == ["correction"]
+    assert fixed["close"].to_list() == [c + 0.25] and fixed["source"].to_list() == ["correction"]

@@ -18,9 +18,8 @@ from stock_assets.ingestion.assets import BRONZE_BARS_KEY, QUARANTINE_KEY
 from stock_assets.ingestion.contract import TopicContract
 from stock_assets.ingestion.ingest import stored_offsets
 from stock_assets.ingestion.messages import MARKET_BARS
-from stock_assets.market.assets import DAILY_BARS_KEY
+from stock_assets.market import MARKET_SILVER_ASSETS, MARKET_SILVER_CHECKS
 from stock_assets.market.calendar import trading_day_partitions
-from stock_assets.market.checks import daily_bars_checks
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -98,10 +97,10 @@ ingest_market_bars_job = dg.define_asset_job(
 market_bars_kafka_sensor = build_kafka_ingest_sensor(
     MARKET_BARS, config.market_bars_topic, ingest_market_bars_job
 )
-daily_bars_job = dg.define_asset_job(
-    "build_daily_bars",
-    selection=dg.AssetSelection.assets(DAILY_BARS_KEY),
-    description="Silver daily bars for the trading days bronze just received.",
+market_silver_job = dg.define_asset_job(
+    "build_market_silver",
+    selection=dg.AssetSelection.assets(*MARKET_SILVER_ASSETS),
+    description="Silver bars, corporate actions, adjusted bars and quality for new trading days.",
 )
 
 
@@ -122,12 +121,12 @@ def partition_ranges(dates: list[str], max_gap: int = MAX_GAP_WITHIN_ONE_SILVER_
 
 
 @dg.sensor(
-    job=daily_bars_job,
+    job=market_silver_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def daily_bars_sensor(context: dg.SensorEvaluationContext):
-    """Rebuild the silver partitions for every bar date a new bronze materialization touched."""
+    """Rebuild market silver for every bar date a new bronze materialization touched."""
     result = context.instance.fetch_materializations(
         BRONZE_BARS_KEY, limit=200, cursor=context.cursor, ascending=True
     )
@@ -148,9 +147,9 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
     last_id = result.records[-1].storage_id
     return [
         dg.RunRequest(
-            run_key=f"daily_bars@{last_id}/{start}..{end}",
-            asset_selection=[DAILY_BARS_KEY],
-            asset_check_keys=list(daily_bars_checks.check_keys),
+            run_key=f"market_silver@{last_id}/{start}..{end}",
+            asset_selection=[key for asset in MARKET_SILVER_ASSETS for key in asset.keys],
+            asset_check_keys=[key for check in MARKET_SILVER_CHECKS for key in check.check_keys],
             tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
         )
         for start, end in ranges
