@@ -21,7 +21,6 @@ from stock_assets.market.corporate_actions import (
     build_corporate_actions,
     corporate_actions,
     load_curated,
-    overwrite_table,
 )
 from stock_assets.resources.lake import LakeResource, month_column
 from stock_assets_tests.test_corporate_actions import FIRST, LAST, REAL_EVENTS, write_silver
@@ -147,14 +146,16 @@ def test_rematerializing_with_a_new_event_rewrites_no_earlier_row(tmp_path, sp50
     lake = LakeResource(root=str(tmp_path / "lake"))
     write_silver(lake, sp500.filter(pl.col("ticker").is_in(["GIS", "DHR"])))
     without_gis = events.filter(pl.col("instrument") != "GIS")
-    overwrite_table(
-        lake, CORPORATE_ACTIONS, without_gis.with_columns(month_column("effective_date"))
+    lake.replace_table(
+        CORPORATE_ACTIONS, without_gis.with_columns(month_column("effective_date")), ["month"]
     )
     instance = dg.DagsterInstance.ephemeral()
     run = [adjusted_daily_bars]
     assert dg.materialize(run, resources={"lake": lake}, instance=instance, tags=RANGE_TAGS).success
     before = lake.scan(ADJUSTED_BARS).collect().sort("instrument", "date")
-    overwrite_table(lake, CORPORATE_ACTIONS, events.with_columns(month_column("effective_date")))
+    lake.replace_table(
+        CORPORATE_ACTIONS, events.with_columns(month_column("effective_date")), ["month"]
+    )
     assert dg.materialize(run, resources={"lake": lake}, instance=instance, tags=RANGE_TAGS).success
     after = lake.scan(ADJUSTED_BARS).collect().sort("instrument", "date")
     earlier = pl.col("date") < GIS_SPLIT

@@ -7,7 +7,6 @@ import datetime as dt
 import dagster as dg
 import orjson
 import polars as pl
-from deltalake import write_deltalake
 
 from stock_assets.resources.lake import LakeResource
 
@@ -60,22 +59,10 @@ def first_failure(*rules: tuple[pl.Expr, str]) -> pl.Expr:
     return expr
 
 
-def replace_table(lake: LakeResource, table: str, frame: pl.DataFrame) -> int:
-    """Replace a whole snapshot table (small reference tables and quarantine snapshots)."""
-    write_deltalake(
-        lake.uri(table),
-        frame.to_arrow(),
-        mode="overwrite",
-        schema_mode="overwrite",
-        storage_options=lake.storage_options() or None,
-    )
-    return lake.table(table).version()
-
-
 def write_quarantine(lake: LakeResource, table: str, bad: pl.DataFrame) -> int:
     """The quarantine holds what the source currently offers and the asset could not store.
 
     File sources are re-read whole on every run, so the table is a snapshot (replaced each run),
     not an ever-growing log: a fixed source row leaves the quarantine on the next run.
     """
-    return replace_table(lake, table, bad)
+    return lake.replace_table(table, bad)

@@ -13,7 +13,6 @@ from stock_assets.altdata import ALTDATA_GROUP
 from stock_assets.altdata.common import (
     first_failure,
     quarantine_frame,
-    replace_table,
     write_quarantine,
 )
 from stock_assets.altdata.resources import EarningsSource, today_utc
@@ -124,7 +123,7 @@ def earnings_calendar(earnings_source: EarningsSource, lake: LakeResource) -> dg
     raw = earnings_source.events()
     events, bad = parse_events(raw, today_utc())
     write_quarantine(lake, EARNINGS_QUARANTINE, bad)
-    version = replace_table(lake, EARNINGS_TABLE, events)
+    version = lake.replace_table(EARNINGS_TABLE, events)
     return dg.MaterializeResult(
         metadata={
             "rows": events.height,

@@ -18,7 +18,6 @@ from stock_assets.altdata.common import (
     month_window,
     monthly_partitions,
     quarantine_frame,
-    replace_table,
     write_quarantine,
 )
 from stock_assets.altdata.earnings import TICKER_PATTERN
@@ -133,7 +132,7 @@ def index_membership(
     raw = membership_source.intervals()
     intervals, bad = parse_intervals(raw, today_utc())
     write_quarantine(lake, MEMBERSHIP_QUARANTINE, bad)
-    version = replace_table(lake, MEMBERSHIP_TABLE, intervals)
+    version = lake.replace_table(MEMBERSHIP_TABLE, intervals)
     return dg.MaterializeResult(
         metadata={
             "intervals": intervals.height,

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from deltalake import write_deltalake
 
 from stock_assets.market.assets import DAILY_BARS, DAILY_BARS_KEY, MARKET_GROUP
 from stock_assets.resources.lake import LakeResource, month_column
@@ -300,19 +299,6 @@ def unexplained_gaps(bars: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def overwrite_table(lake: LakeResource, table: str, frame: pl.DataFrame) -> int:
-    """Replace a small unpartitioned-by-day table whole (month column kept for the lake layout)."""
-    write_deltalake(
-        lake.uri(table),
-        frame.to_arrow(),
-        mode="overwrite",
-        schema_mode="overwrite",
-        partition_by=["month"],
-        storage_options=lake.storage_options(),
-    )
-    return lake.table(table).version()
-
-
 def read_events(lake: LakeResource) -> pl.DataFrame:
     if lake.table(CORPORATE_ACTIONS) is None:
         return _empty_events()
@@ -338,8 +324,8 @@ def corporate_actions(
     """Rebuild the whole event table from all silver bars (a few hundred events at most)."""
     bars = lake.scan(DAILY_BARS).select("ticker", "date", "open", "close", "volume").collect()
     events = build_corporate_actions(bars, load_curated())
-    version = overwrite_table(
-        lake, CORPORATE_ACTIONS, events.with_columns(month_column("effective_date"))
+    version = lake.replace_table(
+        CORPORATE_ACTIONS, events.with_columns(month_column("effective_date")), ["month"]
     )
     counts = events.group_by("action", "status").len().sort("action", "status")
     context.log.info(f"{events.height} corporate-action rows from {bars.height} bars")

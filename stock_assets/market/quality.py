@@ -14,7 +14,6 @@ from stock_assets.market.calendar import trading_days
 from stock_assets.market.corporate_actions import (
     APPLIED,
     CORPORATE_ACTIONS_KEY,
-    overwrite_table,
     read_events,
     with_instrument,
 )
@@ -122,8 +121,10 @@ def data_quality(lake: LakeResource) -> dg.MaterializeResult:
     )
     events = read_events(lake)
     summary, stock_days = quality_report(bars, events)
-    version = overwrite_table(
-        lake, DATA_QUALITY, summary.with_columns(month=pl.col("last_date").dt.strftime("%Y-%m"))
+    version = lake.replace_table(
+        DATA_QUALITY,
+        summary.with_columns(month=pl.col("last_date").dt.strftime("%Y-%m")),
+        ["month"],
     )
     applied = events.filter(pl.col("status").is_in(APPLIED)).select(
         "instrument", "ticker", "action", "effective_date", "ratio", "status"

@@ -144,6 +144,24 @@ class LakeResource(dg.ConfigurableResource):
                 time.sleep(0.05 * 2**attempt * (1 + random.random()))
         raise AssertionError("unreachable")
 
+    def replace_table(
+        self, table: str, data: pl.DataFrame, partition_by: Sequence[str] = ()
+    ) -> int:
+        """Replace a small whole-history table (reference data, event lists, snapshots).
+
+        One atomic overwrite: readers see the old or the new table, never a mix, and the schema
+        may change between versions (``schema_mode="overwrite"``).
+        """
+        write_deltalake(
+            self.uri(table),
+            data.to_arrow(),
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=list(partition_by) or None,
+            storage_options=self.storage_options(),
+        )
+        return self.table(table).version()
+
     def scan(self, table: str) -> pl.LazyFrame:
         return pl.scan_delta(self.uri(table), storage_options=self.storage_options() or None)
 
