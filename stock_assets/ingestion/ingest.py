@@ -66,13 +66,18 @@ class _Batch:
         self.meta: list[tuple] = []
         self.bad: list[tuple] = []
 
-    def add(self, record, today: dt.date) -> None:
-        meta = (record.topic, record.partition, record.offset, record.timestamp)
-        try:
-            self.rows.append(self.contract.parse(record.value, today))
-            self.meta.append(meta)
-        except InvalidRecord as exc:
-            self.bad.append((*meta, record.key, record.value, str(exc)))
+    def add_all(self, records: list, today: dt.date) -> None:
+        parse, rows, meta, bad = self.contract.parse, self.rows, self.meta, self.bad
+        for record in records:
+            try:
+                rows.append(parse(record.value, today))
+            except InvalidRecord as exc:
+                bad.append(
+                    (record.topic, record.partition, record.offset, record.timestamp,
+                     record.key, record.value, str(exc))
+                )  # fmt: skip
+            else:
+                meta.append((record.topic, record.partition, record.offset, record.timestamp))
 
     def rows_frame(self, ingested_at: dt.datetime) -> pl.DataFrame:
         rows = pl.DataFrame(self.rows, schema=self.contract.columns, orient="row")
@@ -91,7 +96,8 @@ class _Batch:
 def _consume(
     kafka: KafkaResource, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float
 ):
-    """Yield every record with ``start <= offset < end`` per partition; fail if any is missing."""
+    """Yield lists of the records with ``start <= offset < end`` per partition; fail if any
+    is missing."""
     pending = {p: r for p, r in ranges.items() if r[0] < r[1]}
     if not pending:
         return
@@ -112,10 +118,9 @@ def _consume(
                 if span is None:
                     continue
                 end = span[1]
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    yield record
+                if records[-1].offset >= end:
+                    records = [record for record in records if record.offset < end]
+                yield records
                 if consumer.position(tp) >= end:
                     del pending[tp.partition]
                     consumer.pause(tp)
@@ -149,8 +154,8 @@ def ingest_range(
         effective[p] = (max(start, already[p] + 1), end)
         report.skipped_already_stored += max(0, min(end, already[p] + 1) - start)
     batch = _Batch(contract)
-    for record in _consume(kafka, topic, effective, timeout_s):
-        batch.add(record, today)
+    for records in _consume(kafka, topic, effective, timeout_s):
+        batch.add_all(records, today)
     now = dt.datetime.now(dt.UTC)
     done = {p: end - 1 for p, (start, end) in effective.items() if start < end}
     if batch.bad:

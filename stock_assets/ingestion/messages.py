@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 PRICE_FIELDS = ("open", "high", "low", "close")
 EARLIEST_BAR_DATE = dt.date(1900, 1, 1)
-_TICKER = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,11}")
+_is_ticker = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,11}").fullmatch
 
 
 class InvalidBar(InvalidRecord):
@@ -66,8 +66,7 @@ def _price(message: dict, field: str) -> float:
     return float(value)
 
 
-def _date(message: dict, today: dt.date) -> dt.date:
-    value = message.get("date")
+def _date(value, today: dt.date) -> dt.date:
     if value is None:
         raise InvalidBar("missing field 'date'")
     if type(value) is not str or len(value) != 10 or value[4] != "-" or value[7] != "-":
@@ -78,6 +77,21 @@ def _date(message: dict, today: dt.date) -> dt.date:
         raise InvalidBar(f"field 'date' is not a calendar date: {value!r}") from exc
     if date < EARLIEST_BAR_DATE or date > today + dt.timedelta(days=1):
         raise InvalidBar(f"field 'date' out of range: {value}")
+    return date
+
+
+# A feed repeats the same few dates across hundreds of tickers: validate each string once.
+_valid_dates: dict[tuple[str, dt.date], dt.date] = {}
+
+
+def _cached_date(value, today: dt.date) -> dt.date:
+    key = (value, today)
+    date = _valid_dates.get(key) if type(value) is str else None
+    if date is None:
+        date = _date(value, today)  # raises for anything invalid, which is never cached
+        if len(_valid_dates) > 50_000:
+            _valid_dates.clear()
+        _valid_dates[key] = date
     return date
 
 
@@ -98,10 +112,22 @@ def parse_bar(raw: bytes | None, today: dt.date) -> tuple:
     if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise InvalidBar(f"unknown schema_version {version!r}")
     ticker = message.get("ticker")
-    if type(ticker) is not str or not _TICKER.fullmatch(ticker):
+    if type(ticker) is not str or not _is_ticker(ticker):
         raise InvalidBar(f"field 'ticker' must be an upper-case symbol, got {ticker!r}")
-    date = _date(message, today)
-    open_, high, low, close = (_price(message, field) for field in PRICE_FIELDS)
+    date = _cached_date(message.get("date"), today)
+    get = message.get
+    open_, high, low, close = get("open"), get("high"), get("low"), get("close")
+    if not (  # fast path: four positive finite floats; anything else gets the precise reason
+        type(open_) is float
+        and type(high) is float
+        and type(low) is float
+        and type(close) is float
+        and 0.0 < open_ < math.inf
+        and 0.0 < high < math.inf
+        and 0.0 < low < math.inf
+        and 0.0 < close < math.inf
+    ):
+        open_, high, low, close = (_price(message, field) for field in PRICE_FIELDS)
     if high < low:
         raise InvalidBar(f"high {high} < low {low}")
     volume = message.get("volume")
