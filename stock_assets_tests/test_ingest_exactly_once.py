@@ -107,3 +107,25 @@ def test_killed_at_random_moments_then_retried(kafka_bootstrap, fresh_topic, tmp
     assert progress == sorted(progress) and 0 < progress[-1] < valid
     catch_up(kafka, lake, MARKET_BARS, topic)
     assert_exactly_once(lake, valid, bad=11)
+
+
+def test_offset_zero_counts_as_stored(kafka_bootstrap, fresh_topic, tmp_path):
+    """A partition whose only stored offset is 0 must not be read again (0 is not "none")."""
+    topic = fresh_topic(1)
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap)
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(topic, key=b"BAD", value=b"not json")
+    producer.flush()
+    catch_up(kafka, lake, MARKET_BARS, topic)
+    publish(
+        kafka,
+        topic,
+        select_bars("sp500_2009", dt.date(2010, 3, 1), dt.date(2010, 3, 1), ["KO"]),
+        bad=0,
+    )
+    catch_up(kafka, lake, MARKET_BARS, topic)
+    catch_up(kafka, lake, MARKET_BARS, topic)
+    producer.close()
+    assert_exactly_once(lake, valid=1, bad=1)
+    assert stored_offsets(lake, MARKET_BARS, topic, [0]) == {0: 1}

@@ -52,9 +52,16 @@ def stored_offsets(
     lake: LakeResource, contract: TopicContract, topic: str, partitions
 ) -> dict[int, int]:
     """Last offset per partition that bronze has durably processed (-1 when none)."""
-    ids = [app_id(topic, p) for p in partitions]
-    versions = lake.transaction_versions(contract.bronze_table, ids)
-    return {p: (versions[app_id(topic, p)] or -1) for p in partitions}
+    return _last_offsets(lake, contract.bronze_table, topic, partitions)
+
+
+def _last_offsets(lake: LakeResource, table: str, topic: str, partitions) -> dict[int, int]:
+    """Offsets recorded in ``table``'s transactions; -1 where none (offset 0 is a real offset)."""
+    versions = lake.transaction_versions(table, [app_id(topic, p) for p in partitions])
+    return {
+        p: -1 if versions[app_id(topic, p)] is None else versions[app_id(topic, p)]
+        for p in partitions
+    }
 
 
 class _Batch:
@@ -147,8 +154,7 @@ def ingest_range(
     report = IngestReport(topic=topic, requested=dict(ranges))
     today = today or dt.datetime.now(dt.UTC).date()
     already = stored_offsets(lake, contract, topic, ranges)
-    ids = [app_id(topic, p) for p in ranges]
-    quarantined = lake.transaction_versions(contract.quarantine_table, ids)
+    quarantined = _last_offsets(lake, contract.quarantine_table, topic, ranges)
     effective = {}
     for p, (start, end) in ranges.items():
         effective[p] = (max(start, already[p] + 1), end)
@@ -161,9 +167,7 @@ def ingest_range(
     if batch.bad:
         bad = batch.quarantine_frame(now).filter(
             pl.col("kafka_offset")
-            > pl.col("kafka_partition").replace_strict(
-                {p: (quarantined[app_id(topic, p)] or -1) for p in ranges}, return_dtype=pl.Int64
-            )
+            > pl.col("kafka_partition").replace_strict(quarantined, return_dtype=pl.Int64)
         )
         if bad.height:
             lake.append(
