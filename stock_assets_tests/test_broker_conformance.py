@@ -356,6 +356,29 @@ def test_interpreter_exit_stops_a_forgotten_broker(tmp_path):
             os.killpg(pid, signal.SIGKILL)
 
 
+def test_a_parent_killed_outright_takes_its_broker_with_it(tmp_path):
+    script = (
+        "import os, signal, sys; from pathlib import Path\n"
+        "from stock_assets.resources.broker import EmbeddedBroker\n"
+        "print(EmbeddedBroker(Path(sys.argv[1])).start().pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"  # no atexit, no finally: as a CI timeout would
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == -signal.SIGKILL
+    pid = int(out.stdout.split()[-1])
+    try:
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), "the broker outlived its killed parent"
+    finally:
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_start_on_a_busy_port_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))

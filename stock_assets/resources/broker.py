@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from kafka.errors import TopicAlreadyExistsError
 
 # Harmless loader warning printed by the binary on Debian 12; never a failure signal.
 _GLIBC_NOISE = "GLIBC_2.39"
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class BrokerStartError(RuntimeError):
@@ -80,6 +85,17 @@ def ensure_topic(
         admin.close()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: have Linux SIGKILL the broker if its parent dies.
+
+    atexit covers a normal exit; this covers a parent killed outright (SIGKILL, a CI timeout),
+    which would otherwise leave an orphaned broker holding its port.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
     """SIGTERM a child's process group, SIGKILL whatever is left after ``grace_s``, reap it.
 
@@ -136,7 +152,7 @@ class EmbeddedBroker:
             self._log_offset = log.tell()
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         atexit.register(self.stop)
         try:
