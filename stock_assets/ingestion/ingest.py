@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -134,6 +135,23 @@ def _consume(
         _commit_group_offsets(consumer, {tps[p]: r[1] for p, r in ranges.items() if p in tps})
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """Pause the cyclic collector while the batch grows.
+
+    A run holds hundreds of thousands of new, acyclic tuples; each gen-2 collection rescans all
+    of them, which cost more than the parsing itself (ingest/raw 0.61 -> 0.87 in one measured
+    round). Reference counting still frees everything; cycles wait until the run ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _commit_group_offsets(consumer, ends: dict[TopicPartition, int]) -> None:
     """Best effort: Delta is the source of truth; the group offset only feeds lag tooling."""
     with contextlib.suppress(Exception):  # never fail an ingest that is already durable
@@ -160,8 +178,9 @@ def ingest_range(
         effective[p] = (max(start, already[p] + 1), end)
         report.skipped_already_stored += max(0, min(end, already[p] + 1) - start)
     batch = _Batch(contract)
-    for records in _consume(kafka, topic, effective, timeout_s):
-        batch.add_all(records, today)
+    with _cyclic_gc_paused():
+        for records in _consume(kafka, topic, effective, timeout_s):
+            batch.add_all(records, today)
     now = dt.datetime.now(dt.UTC)
     done = {p: end - 1 for p, (start, end) in effective.items() if start < end}
     if batch.bad:
