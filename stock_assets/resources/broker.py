@@ -89,7 +89,8 @@ def _die_with_parent() -> None:
     """In the child before exec: have Linux SIGKILL the broker if its parent dies.
 
     atexit covers a normal exit; this covers a parent killed outright (SIGKILL, a CI timeout),
-    which would otherwise leave an orphaned broker holding its port.
+    which would otherwise leave an orphaned broker holding its port. Linux ties this to the
+    starting *thread*: start brokers from a thread that lives as long as they should.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
