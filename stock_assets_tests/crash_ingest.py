@@ -26,7 +26,7 @@ def main(bootstrap: str, root: str, topic: str, crash: str) -> None:
     if crash == "report-each-pass":  # the parent kills us while passes remain
         kafka, lake = KafkaResource(bootstrap_servers=bootstrap), LakeResource(root=root)
         while ingest.catch_up(
-            kafka, lake, MARKET_BARS, topic, max_records_per_run=400, max_passes=1
+            kafka, lake, MARKET_BARS, topic, max_records_per_run=100, max_passes=1
         ):
             print("pass", flush=True)
         return
@@ -35,7 +35,7 @@ def main(bootstrap: str, root: str, topic: str, crash: str) -> None:
         LakeResource(root=root),
         MARKET_BARS,
         topic,
-        max_records_per_run=4000,
+        max_records_per_run=1000,
     )
 
 
