@@ -85,10 +85,18 @@ def _rows(lake: LakeResource, table: str, expr: pl.Expr | None = None) -> int:
     return lake.scan(table).select(expr if expr is not None else pl.len()).collect().item()
 
 
-def _wait_for_pipeline(kafka: KafkaResource, lake: LakeResource, topic: str) -> None:
+def _ensure_running(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        raise RuntimeError(f"dagster dev exited with code {process.returncode}; see its output")
+
+
+def _wait_for_pipeline(
+    kafka: KafkaResource, lake: LakeResource, topic: str, dagster: subprocess.Popen
+) -> None:
     """Print progress until bronze holds every offset and silver and adjusted hold every bar."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
+        _ensure_running(dagster)
         ends = kafka.end_offsets(topic)
         stored = stored_offsets(lake, MARKET_BARS, topic, ends)
         behind = sum(end - (stored[p] + 1) for p, end in ends.items())
@@ -211,7 +219,7 @@ def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
         )  # fmt: skip
         print(f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port}", flush=True)
         print("sensors ingest the topic into bronze, then build silver daily bars:", flush=True)
-        _wait_for_pipeline(kafka, lake, topic)
+        _wait_for_pipeline(kafka, lake, topic, dagster)
         altdata = _altdata_keys()
         if all(lake.table("/".join(key.path)) is not None for key in altdata):
             print("alternative data already in the lake: not backfilling again", flush=True)
