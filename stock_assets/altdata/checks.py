@@ -18,7 +18,6 @@ from stock_assets.altdata.earnings import (
     EARNINGS_KEY,
     EARNINGS_QUARANTINE,
     EARNINGS_TABLE,
-    TICKER_PATTERN,
 )
 from stock_assets.altdata.macro import FREQUENCY_MONTHS, MACRO_KEY, MACRO_QUARANTINE, MACRO_TABLE
 from stock_assets.altdata.news import (
@@ -36,6 +35,7 @@ from stock_assets.altdata.universe import (
     UNIVERSE_TABLE,
 )
 from stock_assets.resources.lake import LakeResource
+from stock_assets.symbols import TICKER_PATTERN
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 

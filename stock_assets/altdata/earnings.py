@@ -17,11 +17,11 @@ from stock_assets.altdata.common import (
 )
 from stock_assets.altdata.resources import EarningsSource, today_utc
 from stock_assets.resources.lake import LakeResource
+from stock_assets.symbols import TICKER_PATTERN
 
 EARNINGS_TABLE = "silver/earnings_calendar"
 EARNINGS_QUARANTINE = "silver/earnings_calendar_quarantine"
 EARNINGS_KEY = dg.AssetKey(["silver", "earnings_calendar"])
-TICKER_PATTERN = r"^[A-Z0-9][A-Z0-9.\-]{0,11}$"
 ANNOUNCE_DAYS = 28  # companies confirm a release date about four weeks ahead
 MAX_YEARS_AHEAD = 2
 EARNINGS_SCHEMA = {"ticker": pl.String, "earnings_date": pl.Date, "source": pl.String}

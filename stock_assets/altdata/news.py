@@ -35,9 +35,9 @@ from stock_assets.ingestion.assets import build_ingest_assets, table_key
 from stock_assets.ingestion.contract import InvalidRecord, TopicContract
 from stock_assets.ingestion.sensors import build_kafka_ingest_sensor
 from stock_assets.resources.lake import LakeResource, month_column
+from stock_assets.symbols import is_ticker
 
 SCHEMA_VERSION = 1
-_TICKER = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,11}")
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 
 
@@ -113,7 +113,7 @@ def parse_article(raw: bytes | None, today: dt.date) -> tuple:
     body = _text(message, "body", required=False)
     tickers = message.get("tickers")
     symbols = tickers if type(tickers) is list else [None]
-    if tickers is not None and not all(type(t) is str and _TICKER.fullmatch(t) for t in symbols):
+    if tickers is not None and not all(type(t) is str and is_ticker(t) for t in symbols):
         raise InvalidArticle(f"field 'tickers' must be a list of symbols, got {tickers!r:.80}")
     source = _text(message, "source", required=False)
     return article_id, published, published.date(), headline, body, tickers, source, version

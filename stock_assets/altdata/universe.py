@@ -20,10 +20,10 @@ from stock_assets.altdata.common import (
     quarantine_frame,
     write_quarantine,
 )
-from stock_assets.altdata.earnings import TICKER_PATTERN
 from stock_assets.altdata.resources import MembershipSource, today_utc
 from stock_assets.market.calendar import trading_days
 from stock_assets.resources.lake import LakeResource, month_column
+from stock_assets.symbols import TICKER_PATTERN
 
 MEMBERSHIP_TABLE = "silver/index_membership"
 MEMBERSHIP_QUARANTINE = "silver/index_membership_quarantine"

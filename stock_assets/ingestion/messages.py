@@ -16,6 +16,7 @@ import msgspec
 import polars as pl
 
 from stock_assets.ingestion.contract import InvalidRecord, TopicContract
+from stock_assets.symbols import TICKER_PATTERN_PY
 
 SCHEMA_VERSION = 1
 EARLIEST_BAR_DATE = dt.date(1900, 1, 1)
@@ -27,7 +28,7 @@ class BarV1(msgspec.Struct):
     """Schema version 1; msgspec checks types strictly in C (no "1.5" -> 1.5, no true -> 1)."""
 
     schema_version: Literal[1]
-    ticker: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,11}\Z")]
+    ticker: Annotated[str, msgspec.Meta(pattern=TICKER_PATTERN_PY)]
     date: dt.date  # RFC 3339 full-date: YYYY-MM-DD and a real calendar day
     open: Price
     high: Price

@@ -14,6 +14,7 @@ import polars as pl
 from stock_assets.market.assets import DAILY_BARS, DAILY_BARS_KEY
 from stock_assets.market.calendar import partition_date, trading_days
 from stock_assets.resources.lake import LakeResource
+from stock_assets.symbols import TICKER_PATTERN
 
 SCHEMA_CHECK = "daily_bars_schema"
 UNIQUE_CHECK = "daily_bars_unique_ticker_day"
@@ -22,7 +23,7 @@ ENVELOPE_CHECK = "daily_bars_ohlc_envelope"
 
 DAILY_BARS_SCHEMA = pa.DataFrameSchema(
     {
-        "ticker": pa.Column(pl.String, pa.Check.str_matches(r"^[A-Z0-9][A-Z0-9.\-]{0,11}$")),
+        "ticker": pa.Column(pl.String, pa.Check.str_matches(TICKER_PATTERN)),
         "date": pa.Column(pl.Date),
         "open": pa.Column(pl.Float64, pa.Check.gt(0)),
         "high": pa.Column(pl.Float64, pa.Check.gt(0)),
