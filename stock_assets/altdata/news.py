@@ -33,7 +33,7 @@ from stock_assets.altdata.common import (
 from stock_assets.altdata.resources import NewsSource, packaged_file, today_utc
 from stock_assets.ingestion.assets import build_ingest_assets, table_key
 from stock_assets.ingestion.contract import InvalidRecord, TopicContract
-from stock_assets.ingestion.sensors import build_kafka_ingest_sensor
+from stock_assets.ingestion.sensors import build_kafka_ingestion
 from stock_assets.resources.lake import LakeResource, month_column
 from stock_assets.symbols import is_ticker
 
@@ -137,14 +137,8 @@ NEWS_ARTICLES = TopicContract(
 )
 news_articles = build_ingest_assets(NEWS_ARTICLES, "news article")
 BRONZE_NEWS_KEY = table_key(NEWS_ARTICLES.bronze_table)
-NEWS_QUARANTINE_KEY = table_key(NEWS_ARTICLES.quarantine_table)
-ingest_news_articles_job = dg.define_asset_job(
-    "ingest_news_articles",
-    selection=dg.AssetSelection.assets(BRONZE_NEWS_KEY, NEWS_QUARANTINE_KEY),
-    description="Kafka offset ranges -> bronze news (launched by news_articles_kafka_sensor).",
-)
-news_articles_kafka_sensor = build_kafka_ingest_sensor(
-    NEWS_ARTICLES, config.news_topic, ingest_news_articles_job
+ingest_news_articles_job, news_articles_kafka_sensor = build_kafka_ingestion(
+    NEWS_ARTICLES, config.news_topic
 )
 
 

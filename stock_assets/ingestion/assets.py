@@ -89,4 +89,3 @@ def build_ingest_assets(contract: TopicContract, what: str) -> dg.AssetsDefiniti
 
 market_bars = build_ingest_assets(MARKET_BARS, "market bar")
 BRONZE_BARS_KEY = table_key(MARKET_BARS.bronze_table)
-QUARANTINE_KEY = table_key(MARKET_BARS.quarantine_table)

@@ -14,7 +14,7 @@ from dagster._core.storage.tags import (
 )
 
 from stock_assets import config
-from stock_assets.ingestion.assets import BRONZE_BARS_KEY, QUARANTINE_KEY
+from stock_assets.ingestion.assets import BRONZE_BARS_KEY, table_key
 from stock_assets.ingestion.contract import TopicContract
 from stock_assets.ingestion.ingest import stored_offsets
 from stock_assets.ingestion.messages import MARKET_BARS
@@ -39,14 +39,21 @@ def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.Dagster
     )
 
 
-def build_kafka_ingest_sensor(
-    contract: TopicContract, topic: Callable[[], str], job
-) -> dg.SensorDefinition:
-    """A sensor requesting one ingest run for everything between bronze and the topic end.
+def build_kafka_ingestion(contract: TopicContract, topic: Callable[[], str]):
+    """The ingest job for a contract's bronze and quarantine tables, and the sensor driving it.
 
+    The sensor requests one ingest run for everything between bronze and the topic end.
     Progress comes from bronze's Delta transactions, not from the cursor, so a failed run leaves
     its range to the next request instead of a gap. One ingest run at a time keeps it simple.
     """
+    job = dg.define_asset_job(
+        f"ingest_{contract.name}",
+        selection=dg.AssetSelection.assets(
+            table_key(contract.bronze_table), table_key(contract.quarantine_table)
+        ),
+        description=f"Kafka offset ranges -> {contract.bronze_table} "
+        f"(launched by {contract.name}_kafka_sensor).",
+    )
 
     @dg.sensor(
         name=f"{contract.name}_kafka_sensor",
@@ -86,16 +93,11 @@ def build_kafka_ingest_sensor(
             tags={"stock/topic": name, "stock/offsets": spans[:200]},
         )
 
-    return kafka_sensor
+    return job, kafka_sensor
 
 
-ingest_market_bars_job = dg.define_asset_job(
-    "ingest_market_bars",
-    selection=dg.AssetSelection.assets(BRONZE_BARS_KEY, QUARANTINE_KEY),
-    description="Kafka offset ranges -> bronze Delta (launched by market_bars_kafka_sensor).",
-)
-market_bars_kafka_sensor = build_kafka_ingest_sensor(
-    MARKET_BARS, config.market_bars_topic, ingest_market_bars_job
+ingest_market_bars_job, market_bars_kafka_sensor = build_kafka_ingestion(
+    MARKET_BARS, config.market_bars_topic
 )
 market_silver_job = dg.define_asset_job(
     "build_market_silver",
