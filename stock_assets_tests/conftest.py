@@ -11,8 +11,11 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 
+import polars as pl
 import pytest
 
+from stock_assets.ingestion.replay import select_bars
+from stock_assets.market.corporate_actions import build_corporate_actions, load_curated
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic
 
 
@@ -38,3 +41,15 @@ def fresh_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callabl
         return topic
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sp500() -> pl.DataFrame:
+    """The real 524-symbol S&P 500 bars (2009-08..2010-08), loaded once per session."""
+    return select_bars("sp500_2009")
+
+
+@pytest.fixture(scope="session")
+def events(sp500) -> pl.DataFrame:
+    """Corporate actions detected in ``sp500`` and reviewed against the curated table."""
+    return build_corporate_actions(sp500, load_curated())

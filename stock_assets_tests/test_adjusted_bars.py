@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from stock_assets.ingestion.replay import select_bars
 from stock_assets.market.adjusted import (
     ADJUSTED_BARS,
     CONTINUITY_CHECK,
@@ -18,9 +17,7 @@ from stock_assets.market.adjusted import (
 )
 from stock_assets.market.corporate_actions import (
     CORPORATE_ACTIONS,
-    build_corporate_actions,
     corporate_actions,
-    load_curated,
 )
 from stock_assets.resources.lake import LakeResource, month_column
 from stock_assets_tests.test_corporate_actions import FIRST, LAST, REAL_EVENTS, write_silver
@@ -30,16 +27,6 @@ RANGE_TAGS = {
     "dagster/asset_partition_range_end": LAST.isoformat(),
 }
 GIS_SPLIT = dt.date(2010, 6, 9)
-
-
-@pytest.fixture(scope="module")
-def sp500() -> pl.DataFrame:
-    return select_bars("sp500_2009")
-
-
-@pytest.fixture(scope="module")
-def events(sp500) -> pl.DataFrame:
-    return build_corporate_actions(sp500, load_curated())
 
 
 @pytest.fixture(scope="module")

@@ -42,16 +42,6 @@ def write_silver(lake: LakeResource, bars: pl.DataFrame) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def sp500() -> pl.DataFrame:
-    return select_bars("sp500_2009")
-
-
-@pytest.fixture(scope="module")
-def events(sp500) -> pl.DataFrame:
-    return build_corporate_actions(sp500, load_curated())
-
-
 def _price_event(events: pl.DataFrame, instrument: str, day: dt.date) -> dict:
     rows = events.filter(
         pl.col("instrument") == instrument,
