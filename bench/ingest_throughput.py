@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kafka import TopicPartition  # noqa: E402
 
-from stock_assets.ingestion.ingest import CONSUMER_GROUP, ingest_range  # noqa: E402
-from stock_assets.ingestion.messages import MARKET_BARS  # noqa: E402
-from stock_assets.ingestion.replay import replay, select_bars  # noqa: E402
+from stock_assets.bronze.ingest import CONSUMER_GROUP, ingest_range  # noqa: E402
+from stock_assets.bronze.market_bars import MARKET_BARS  # noqa: E402
+from stock_assets.bronze.replay import replay, select_bars  # noqa: E402
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic  # noqa: E402
 from stock_assets.resources.kafka import KafkaResource  # noqa: E402
 from stock_assets.resources.lake import LakeResource  # noqa: E402

@@ -22,7 +22,7 @@ def _kafka():
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from stock_assets.ingestion.replay import replay, select_bars
+    from stock_assets.bronze.replay import replay, select_bars
     from stock_assets.resources.broker import ensure_topic
 
     kafka = _kafka()
@@ -35,8 +35,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from stock_assets.ingestion.ingest import catch_up
-    from stock_assets.ingestion.messages import MARKET_BARS
+    from stock_assets.bronze.ingest import catch_up
+    from stock_assets.bronze.market_bars import MARKET_BARS
     from stock_assets.resources.lake import LakeResource
 
     kafka, lake = _kafka(), LakeResource.from_env()
@@ -52,6 +52,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(
             f"{report.topic}: stored {report.stored}, quarantined {report.quarantined}, "
             f"skipped {report.skipped_already_stored} already stored, "
+            f"{report.stored_by_another_writer} stored first by a concurrent ingest, "
             f"last offsets {report.last_offsets}, {report.seconds:.1f}s"
         )
     if not reports:
@@ -76,7 +77,7 @@ def _date(text: str) -> dt.date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stock_assets.ingestion.datasets import DATASETS
+    from stock_assets.bronze.datasets import DATASETS
 
     parser = argparse.ArgumentParser(prog="stock-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,8 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input from the operator: one clear line, no traceback
+    except Exception as exc:
+        if not isinstance(exc, _operator_errors()):
+            raise
         sys.exit(f"stock-assets {args.command}: {exc}")
+
+
+def _operator_errors() -> tuple[type[Exception], ...]:
+    """What an operator can cause (bad input, broker down, a lake busy with other writers): one
+    clear line and a non-zero exit, no traceback. Imported late: the CLI starts without Dagster."""
+    from deltalake.exceptions import CommitFailedError
+
+    from stock_assets.resources.kafka import BrokerUnavailable
+
+    return (ValueError, TimeoutError, BrokerUnavailable, CommitFailedError)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,27 @@ def market_bars_partitions() -> int:
     return int(os.environ.get("STOCK_MARKET_TOPIC_PARTITIONS", "6"))
 
 
+REPLAY_DATASETS_DEFAULT = "sp500_2009,us_megacaps_2000"
+
+
+def replay_datasets(names: str | None = None) -> list[str]:
+    """Data sets ``make run`` replays: ``names`` (comma-separated) if given, else
+    ``STOCK_REPLAY_DATASETS``, else the default two. An unknown name is a one-line ValueError."""
+    from stock_assets.bronze.datasets import DATASETS
+
+    if names is None:
+        names = os.environ.get("STOCK_REPLAY_DATASETS", "").strip() or REPLAY_DATASETS_DEFAULT
+        origin = f"STOCK_REPLAY_DATASETS={names!r}"
+    else:
+        origin = f"data sets {names!r}"
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in DATASETS]
+    if unknown or not chosen:
+        problem = f"unknown data set {', '.join(unknown)}" if unknown else "no data set named"
+        raise ValueError(f"{origin}: {problem}; choose from {', '.join(sorted(DATASETS))}")
+    return chosen
+
+
 def broker_info_file() -> Path:
     """Where a running embedded broker advertises its address for other local processes."""
     return state_dir() / "broker" / "broker.json"

@@ -4,40 +4,38 @@ from __future__ import annotations
 
 import dagster as dg
 
-from stock_assets.altdata.checks import ALTDATA_CHECKS
-from stock_assets.altdata.earnings import earnings_calendar
-from stock_assets.altdata.macro import macro_indicators
-from stock_assets.altdata.news import (
-    ingest_news_articles_job,
-    market_sentiment,
-    news_articles,
-    news_articles_kafka_sensor,
-    news_sentiment,
-)
-from stock_assets.altdata.resources import (
-    EarningsSource,
-    MacroSource,
-    MembershipSource,
-    NewsSource,
-)
-from stock_assets.altdata.schedules import ALTDATA_JOBS, ALTDATA_SCHEDULES
-from stock_assets.altdata.universe import index_membership, universe
-from stock_assets.ingestion.assets import market_bars
-from stock_assets.ingestion.sensors import (
-    daily_bars_sensor,
-    ingest_market_bars_job,
-    market_bars_kafka_sensor,
-    market_silver_job,
-)
-from stock_assets.market import MARKET_SILVER_ASSETS, MARKET_SILVER_CHECKS
+from stock_assets.bronze.market_bars import market_bars
+from stock_assets.bronze.news_articles import news_articles
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
-
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "default_automation_condition_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, NewsSource
+from stock_assets.schedules import ALTDATA_JOBS, ALTDATA_SCHEDULES
+from stock_assets.sensors import (
+    MARKET_SILVER_ASSETS,
+    MARKET_SILVER_CHECKS,
+    daily_bars_sensor,
+    ingest_market_bars_job,
+    ingest_news_articles_job,
+    market_bars_kafka_sensor,
+    market_silver_job,
+    news_articles_kafka_sensor,
 )
+from stock_assets.silver.earnings_calendar import EARNINGS_CHECKS, earnings_calendar
+from stock_assets.silver.index_membership import MEMBERSHIP_CHECKS, index_membership
+from stock_assets.silver.macro_indicators import MACRO_CHECKS, macro_indicators
+from stock_assets.silver.market_sentiment import MARKET_SENTIMENT_CHECKS, market_sentiment
+from stock_assets.silver.news_sentiment import NEWS_CHECKS, news_sentiment
+from stock_assets.silver.universe import UNIVERSE_CHECKS, universe
+
+CHECK_SUITES = [
+    *MARKET_SILVER_CHECKS,
+    MACRO_CHECKS,
+    NEWS_CHECKS,
+    MARKET_SENTIMENT_CHECKS,
+    EARNINGS_CHECKS,
+    MEMBERSHIP_CHECKS,
+    UNIVERSE_CHECKS,
+]
 
 
 def build_resources() -> dict:
@@ -52,28 +50,22 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[
-        market_bars,
-        *MARKET_SILVER_ASSETS,
-        news_articles,
-        macro_indicators,
-        news_sentiment,
-        market_sentiment,
-        earnings_calendar,
-        index_membership,
-        universe,
-    ],
-    asset_checks=[
-        *MARKET_SILVER_CHECKS,
-        *ALTDATA_CHECKS,
-    ],
+    assets=dg.with_source_code_references(
+        [
+            market_bars,
+            news_articles,
+            *MARKET_SILVER_ASSETS,
+            macro_indicators,
+            news_sentiment,
+            market_sentiment,
+            earnings_calendar,
+            index_membership,
+            universe,
+        ]
+    ),
+    asset_checks=[suite.asset_check() for suite in CHECK_SUITES],
     jobs=[ingest_market_bars_job, market_silver_job, ingest_news_articles_job, *ALTDATA_JOBS],
     schedules=ALTDATA_SCHEDULES,
-    sensors=[
-        market_bars_kafka_sensor,
-        daily_bars_sensor,
-        news_articles_kafka_sensor,
-        automation_sensor,
-    ],
+    sensors=[market_bars_kafka_sensor, daily_bars_sensor, news_articles_kafka_sensor],
     resources=build_resources(),
 )

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import polars as pl
 
-from stock_assets import config
-from stock_assets.ingestion.ingest import stored_offsets
-from stock_assets.ingestion.messages import MARKET_BARS
-from stock_assets.ingestion.replay import replay, select_bars
-from stock_assets.market.adjusted import ADJUSTED_BARS
-from stock_assets.market.assets import DAILY_BARS
+from stock_assets import config, tables
+from stock_assets.bronze.ingest import stored_offsets
+from stock_assets.bronze.market_bars import MARKET_BARS
+from stock_assets.bronze.replay import replay, select_bars
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -79,8 +77,8 @@ def _prepare_dagster_home() -> Path:
     return home
 
 
-def _rows(lake: LakeResource, table: str, expr: pl.Expr | None = None) -> int:
-    if lake.table(table) is None:
+def _rows(lake: LakeResource, table: tables.Table, expr: pl.Expr | None = None) -> int:
+    if not lake.exists(table):
         return 0
     return lake.scan(table).select(expr if expr is not None else pl.len()).collect().item()
 
@@ -100,8 +98,9 @@ def _wait_for_pipeline(
         ends = kafka.end_offsets(topic)
         stored = stored_offsets(lake, MARKET_BARS, topic, ends)
         behind = sum(end - (stored[p] + 1) for p, end in ends.items())
-        bronze = _rows(lake, MARKET_BARS.bronze_table, pl.struct("ticker", "date").n_unique())
-        silver, adjusted = _rows(lake, DAILY_BARS), _rows(lake, ADJUSTED_BARS)
+        bronze = _rows(lake, tables.BRONZE_MARKET_BARS, pl.struct("ticker", "date").n_unique())
+        silver = _rows(lake, tables.DAILY_BARS)
+        adjusted = _rows(lake, tables.ADJUSTED_DAILY_BARS)
         print(
             f"  kafka lag {behind:>7} | bronze ticker-days {bronze:>7} "
             f"| silver rows {silver:>7} | adjusted rows {adjusted:>7}",
@@ -183,7 +182,11 @@ def _altdata_keys() -> list:
     )
 
 
-def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
+def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> int:
+    """``datasets`` None (or the CLI's default list) means ``STOCK_REPLAY_DATASETS``."""
+    default = config.REPLAY_DATASETS_DEFAULT.split(",")
+    chosen = None if datasets is None or datasets == default else ",".join(datasets)
+    datasets = config.replay_datasets(chosen)  # an unknown name fails here, before any start
     stop_on_signals()
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -208,6 +211,7 @@ def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
         if held:
             print(f"{topic} already holds {held} messages: not replaying again", flush=True)
         else:
+            print(f"replaying {', '.join(datasets)} onto {topic}", flush=True)
             for name in datasets:
                 print(replay(kafka, topic, select_bars(name), name).summary(), flush=True)
         dagster = subprocess.Popen(
@@ -221,7 +225,7 @@ def run_local_stack(datasets: list[str], ui_port: int = 3000) -> int:
         print("sensors ingest the topic into bronze, then build silver daily bars:", flush=True)
         _wait_for_pipeline(kafka, lake, topic, dagster)
         altdata = _altdata_keys()
-        if all(lake.table("/".join(key.path)) is not None for key in altdata):
+        if all(lake.exists(tables.table("/".join(key.path))) for key in altdata):
             print("alternative data already in the lake: not backfilling again", flush=True)
         else:
             print("alternative data (macro, news, earnings, membership): backfilling history")

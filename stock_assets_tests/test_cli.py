@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stock_assets.ingestion.messages import MARKET_BARS
-from stock_assets.resources.lake import LakeResource
+from stock_assets.bronze.market_bars import MARKET_BARS
+from stock_assets.lake import Lake
 
 CLI = str(Path(sys.executable).with_name("stock-assets"))
 
@@ -45,7 +45,7 @@ def test_replay_then_ingest_until_caught_up(cli_env):
     ingested = run_cli("ingest", "--until-caught-up", env=cli_env)
     assert ingested.returncode == 0, ingested.stderr
     assert "stored 16, quarantined 0" in ingested.stdout
-    bronze = LakeResource(root=cli_env["STOCK_LAKE_ROOT"]).scan(MARKET_BARS.bronze_table).collect()
+    bronze = Lake(cli_env["STOCK_LAKE_ROOT"]).read(MARKET_BARS.bronze)
     assert bronze.height == 16
     assert bronze.group_by("ticker").len().sort("ticker").rows() == [("AAPL", 8), ("IBM", 8)]
     assert bronze["source"].unique().to_list() == ["us_megacaps_2000"]

@@ -1,40 +1,86 @@
-"""The asset graph users rely on: keys, dependencies, partitions, checks, sensors, automation."""
+"""The asset graph users rely on: keys, dependencies, partitions, checks, sensors, code links."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 
+from stock_assets import tables
 from stock_assets.definitions import defs
+from stock_assets.table_assets import table_key
 
 REPO = Path(__file__).resolve().parent.parent
+ASSET_KEYS = {
+    "bronze/market_bars",
+    "bronze/market_bars_quarantine",
+    "silver/daily_bars",
+    "silver/corporate_actions",
+    "silver/adjusted_daily_bars",
+    "silver/data_quality",
+    "bronze/news_articles",
+    "bronze/news_articles_quarantine",
+    "silver/macro_indicators",
+    "silver/news_sentiment",
+    "silver/market_sentiment",
+    "silver/earnings_calendar",
+    "silver/index_membership",
+    "silver/universe",
+}
 
 
 def test_asset_keys_and_dependencies():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {
-        "bronze/market_bars",
-        "bronze/market_bars_quarantine",
-        "silver/daily_bars",
-        "silver/corporate_actions",
-        "silver/adjusted_daily_bars",
-        "silver/data_quality",
-        "bronze/news_articles",
-        "bronze/news_articles_quarantine",
-        "silver/macro_indicators",
-        "silver/news_sentiment",
-        "silver/market_sentiment",
-        "silver/earnings_calendar",
-        "silver/index_membership",
-        "silver/universe",
-    }
+    assert keys == ASSET_KEYS
+    # silver's quarantine is a table the daily_bars run writes, not an asset of its own
+    assert tables.DAILY_BARS_QUARANTINE.path not in keys
     silver = graph.get(dg.AssetKey(["silver", "daily_bars"]))
     assert silver.parent_keys == {dg.AssetKey(["bronze", "market_bars"])}
     assert silver.group_name == "market"
+    assert silver.metadata["quarantine_table"] == tables.DAILY_BARS_QUARANTINE.path
+
+
+def test_every_asset_key_is_a_catalog_table_with_its_delta_path():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        table = tables.table(key.to_user_string())
+        assert table_key(table) == key
+        assert graph.get(key).metadata["delta_path"] == table.path
+
+
+def _stream_module(key: dg.AssetKey) -> str:
+    """``bronze/market_bars_quarantine`` -> ``stock_assets/bronze/market_bars.py``."""
+    layer, name = key.path
+    return f"stock_assets/{layer}/{name.removesuffix('_quarantine')}.py"
+
+
+def test_every_asset_links_to_the_module_named_after_its_key():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        references = graph.get(key).metadata["dagster/code_references"].code_references
+        files = [Path(ref.file_path) for ref in references]
+        assert all(f.is_file() for f in files), files
+        # the first link is the module the key names, for factory-built bronze assets too
+        expected = REPO / _stream_module(key)
+        assert files[0] == expected, (key, files)
+        module = importlib.import_module(_stream_module(key).removesuffix(".py").replace("/", "."))
+        defined = {
+            k for value in vars(module).values() if isinstance(value, dg.AssetsDefinition)
+            for k in value.keys
+        }  # fmt: skip
+        assert key in defined, key
+        if key.path[0] == "silver":  # one reference: the asset function itself
+            (reference,) = references
+            lines = expected.read_text().splitlines()[reference.line_number - 1 :]
+            header = next(i for i, line in enumerate(lines) if line.startswith("def "))
+            assert lines[header].startswith(f"def {key.path[1]}("), lines[header]
+            assert all(line.startswith(("@", " ", ")")) for line in lines[:header]), lines[:header]
+        else:  # the stream's module first, then the shared Kafka ingest factory
+            assert files[1:] == [REPO / "stock_assets/bronze/kafka_assets.py"]
 
 
 def test_silver_is_partitioned_by_nyse_sessions():
@@ -46,6 +92,7 @@ def test_silver_is_partitioned_by_nyse_sessions():
     assert keys == ["2012-10-25", "2012-10-26", "2012-10-31", "2012-11-01", "2012-11-02"]
     assert not partitions.has_partition_key("2001-09-11")
     assert partitions.has_partition_key("2009-08-21")
+    assert partitions.get_first_partition_key() == "1985-01-02"
 
 
 def test_silver_checks_block_downstream_and_freshness_is_declared():
@@ -59,7 +106,9 @@ def test_silver_checks_block_downstream_and_freshness_is_declared():
         "daily_bars_unique_ticker_day",
         "daily_bars_on_partition_trading_days",
     }
-    assert set(specs) - {"daily_bars_ohlc_envelope"} == {n for n, s in specs.items() if s.blocking}
+    assert set(specs) - {"daily_bars_ohlc_envelope", "daily_bars_quarantine_empty"} == {
+        n for n, s in specs.items() if s.blocking
+    }
     assert graph.get(silver_key).freshness_policy is not None
 
 
@@ -69,7 +118,6 @@ def test_sensors_are_declared_running():
         "market_bars_kafka_sensor",
         "daily_bars_sensor",
         "news_articles_kafka_sensor",
-        "default_automation_condition_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 

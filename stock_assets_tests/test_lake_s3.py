@@ -8,7 +8,12 @@ import pytest
 from dagster_deltalake import S3Config
 from moto.server import ThreadedMotoServer
 
-from stock_assets.resources.lake import LakeResource, month_column
+from stock_assets.lake import Lake, month_column
+from stock_assets.resources.lake import LakeResource
+from stock_assets.tables import Table
+
+BARS = Table("silver/bars", "test table")
+EVENTS = Table("bronze/events", "test table", date_column=None)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +44,29 @@ def test_partition_overwrite_range_read_and_offsets_on_s3(s3_endpoint):
     days = [dt.date(2010, 1, 28), dt.date(2010, 1, 29), dt.date(2010, 2, 1)]
     for price, day in enumerate(days):
         bars = pl.DataFrame({"ticker": ["A", "B"], "date": [day, day], "close": [1.0 + price] * 2})
-        lake.overwrite_dates(
-            "silver/bars", bars.with_columns(month_column()).to_arrow(), day, day, ["month"]
-        )
-    assert lake.read_dates("silver/bars", days[0], days[-1]).height == 6
-    assert lake.read_dates("silver/bars", days[1], days[1])["close"].to_list() == [2.0, 2.0]
+        lake.overwrite_dates(BARS, bars.with_columns(month_column()), day, day)
+    assert lake.read_dates(BARS, days[0], days[-1]).height == 6
+    assert lake.read_dates(BARS, days[1], days[1])["close"].to_list() == [2.0, 2.0]
 
-    rows = pl.DataFrame({"x": [1, 2], "month": ["2010-01", "2010-01"]}).to_arrow()
-    lake.append("bronze/events", rows, ["month"], {"events-0": 41})
-    assert lake.transaction_versions("bronze/events", ["events-0", "events-1"]) == {
+    rows = pl.DataFrame(
+        {
+            "kafka_partition": pl.Series([0, 0], dtype=pl.Int32),
+            "kafka_offset": pl.Series([40, 41], dtype=pl.Int64),
+            "month": ["2010-01", "2010-01"],
+        }
+    )
+    assert lake.append_kafka(EVENTS, rows, "events", {0: 41}).rows_written == 2
+    assert lake.append_kafka(EVENTS, rows, "events", {0: 41}).rows_written == 0
+    assert lake.transaction_versions(EVENTS, ["events-0", "events-1"]) == {
         "events-0": 41,
         "events-1": None,
     }
-    assert lake.uri("bronze/events") == "s3://stock-lake/prod/bronze/events"
+    assert lake.uri(EVENTS) == "s3://stock-lake/prod/bronze/events"
+
+    # the plain Lake (API, app) reads the same tables with the resource's storage options
+    plain = Lake(lake.root, lake.storage_options)
+    assert (
+        plain.read_dates(BARS, days[0], days[-1])
+        .sort("date", "ticker")
+        .equals(lake.read_dates(BARS, days[0], days[-1]).sort("date", "ticker"))
+    )

@@ -7,17 +7,21 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 import pytest
-from kafka import KafkaProducer
 
-from stock_assets.ingestion.assets import market_bars
-from stock_assets.ingestion.messages import MARKET_BARS, encode_bar
-from stock_assets.ingestion.replay import replay, select_bars
-from stock_assets.ingestion.sensors import daily_bars_sensor, market_bars_kafka_sensor
-from stock_assets.market import MARKET_SILVER_ASSETS, MARKET_SILVER_CHECKS
-from stock_assets.market.adjusted import ADJUSTED_BARS
-from stock_assets.market.assets import DAILY_BARS, daily_bars
+from stock_assets import tables
+from stock_assets.bronze.market_bars import MARKET_BARS, encode_bar, market_bars
+from stock_assets.bronze.replay import replay
+from stock_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
+from stock_assets.silver.daily_bars import daily_bars
+from stock_assets_tests.conftest import (
+    bars_between,
+    build_silver_from_sensor,
+    ingest_from_sensor,
+    publish,
+    run_kafka_sensor,
+)
 
 BAD_MESSAGES = [
     (b"AAPL", b"not json at all"),
@@ -26,6 +30,8 @@ BAD_MESSAGES = [
     (b"IBM", encode_bar("IBM", "2010-06-31", 1.0, 1.0, 1.0, 1.0, 1, "t")),  # no such day
     (b"GE", encode_bar("GE", "2010-06-03", -1.0, 1.0, 0.5, 1.0, 1, "t")),
 ]
+# a valid message for a day the NYSE was closed: bronze stores it, silver sets it aside
+SATURDAY_BAR = (b"KO", encode_bar("KO", "2010-06-05", 53.0, 53.5, 52.5, 53.2, 1000, "t"))
 
 
 @pytest.fixture
@@ -37,62 +43,21 @@ def pipeline(kafka_bootstrap, fresh_topic, tmp_path, monkeypatch):
     return topic, kafka, lake, dg.DagsterInstance.ephemeral()
 
 
-def run_kafka_sensor(instance, kafka, lake, cursor=None):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"kafka": kafka, "lake": lake}
-    )
-    return market_bars_kafka_sensor(context), context.cursor
+def range_of(request: dg.RunRequest) -> tuple[str, str]:
+    return request.tags[PARTITION_RANGE_START_TAG], request.tags[PARTITION_RANGE_END_TAG]
 
 
-def ingest_from_sensor(instance, kafka, lake) -> dg.RunRequest:
-    request, _ = run_kafka_sensor(instance, kafka, lake)
-    assert isinstance(request, dg.RunRequest), request
-    result = dg.materialize(
-        [market_bars],
-        run_config=request.run_config,
-        resources={"kafka": kafka, "lake": lake},
-        instance=instance,
-    )
-    assert result.success
-    return request
-
-
-def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRequest], str | None]:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    requests = daily_bars_sensor(context)
-    assert isinstance(requests, list) and requests, requests
-    for request in requests:
-        result = dg.materialize(
-            [*MARKET_SILVER_ASSETS, *MARKET_SILVER_CHECKS],
-            resources={"lake": lake},
-            instance=instance,
-            tags=request.tags,
-        )
-        assert result.success
-        checks = result.get_asset_check_evaluations()
-        assert {c.asset_check_key for c in checks} == set(request.asset_check_keys)
-        blocking_failures = [
-            c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
-        ]
-        assert not blocking_failures, blocking_failures
-    return requests, context.cursor
-
-
-def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pipeline):
+def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pipeline, sp500):
     topic, kafka, lake, instance = pipeline
-    bars = select_bars("sp500_2009", dt.date(2010, 5, 24), dt.date(2010, 6, 11))
+    bars = bars_between(sp500, dt.date(2010, 5, 24), dt.date(2010, 6, 11))
     report = replay(kafka, topic, bars, "sp500_2009")
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    for key, value in BAD_MESSAGES:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-    published = report.sent + len(BAD_MESSAGES)
+    publish(kafka.bootstrap_servers, topic, [*BAD_MESSAGES, SATURDAY_BAR])
+    published = report.sent + len(BAD_MESSAGES) + 1
     assert report.failed == 0 and report.sent == bars.height
 
     ingest_from_sensor(instance, kafka, lake)
-    bronze = lake.scan(MARKET_BARS.bronze_table).collect()
-    quarantine = lake.scan(MARKET_BARS.quarantine_table).collect()
+    bronze = lake.read(MARKET_BARS.bronze)
+    quarantine = lake.read(MARKET_BARS.quarantine)
     assert bronze.height + quarantine.height == published
     assert quarantine.height == len(BAD_MESSAGES)
     assert sorted(quarantine["payload"].to_list()) == sorted(v for _, v in BAD_MESSAGES)
@@ -103,12 +68,14 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
     assert isinstance(caught_up, dg.SkipReason) and "holds every offset" in caught_up.skip_message
 
     requests, _ = build_silver_from_sensor(instance, lake)
-    assert [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in requests
-    ] == [("2010-05-24", "2010-06-11")]
-    silver = lake.scan(DAILY_BARS).collect()
-    assert silver.height == bars.height == bronze.select("ticker", "date").unique().height
+    assert [range_of(r) for r in requests] == [("2010-05-24", "2010-06-11")]
+    silver = lake.read(tables.DAILY_BARS)
+    set_aside = lake.read(tables.DAILY_BARS_QUARANTINE)
+    assert silver.height == bars.height
+    assert silver.height + set_aside.height == bronze.select("ticker", "date").unique().height
+    assert set_aside.select("ticker", "date", "reason", "partition_key").rows() == [
+        ("KO", dt.date(2010, 6, 5), "not an NYSE session: weekend", "2010-05-24..2010-06-11")
+    ]
     expected = bars.sort("ticker", "date").select(
         "ticker", "date", "open", "high", "low", "close", "volume"
     )
@@ -117,7 +84,7 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
     assert len(materialized) == bars["date"].n_unique() == 14  # Memorial Day 2010-05-31 excluded
 
     # the same run adjusted the real 2:1 splits inside the window (ESRX 06-08, GIS 06-09)
-    adjusted = lake.scan(ADJUSTED_BARS).collect().sort("ticker", "date")
+    adjusted = lake.read(tables.ADJUSTED_DAILY_BARS).sort("ticker", "date")
     assert adjusted.height == silver.height
     for ticker, split_day in [("ESRX", dt.date(2010, 6, 8)), ("GIS", dt.date(2010, 6, 9))]:
         rows = adjusted.filter(pl.col("ticker") == ticker)
@@ -127,11 +94,9 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
         assert abs(after["adj_open"].item() / before["adj_close"].item() - 1) < 0.06
 
 
-def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline):
+def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline, sp500):
     topic, kafka, lake, instance = pipeline
-    bars = select_bars(
-        "sp500_2009", dt.date(2010, 6, 1), dt.date(2010, 6, 4), ["AAPL", "MSFT", "XOM"]
-    )
+    bars = bars_between(sp500, dt.date(2010, 6, 1), dt.date(2010, 6, 4), ["AAPL", "MSFT", "XOM"])
     replay(kafka, topic, bars, "sp500_2009")
     request = ingest_from_sensor(instance, kafka, lake)
     _, silver_cursor = build_silver_from_sensor(instance, lake)
@@ -146,20 +111,18 @@ def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline)
     metadata = again.asset_materializations_for_node("market_bars")[0].metadata
     assert metadata["rows_stored"].value == 0
     assert metadata["rows_skipped_already_stored"].value == bars.height
-    assert lake.scan(MARKET_BARS.bronze_table).collect().height == bars.height
+    assert lake.read(MARKET_BARS.bronze).height == bars.height
 
     # a vendor correction for one bar: bronze keeps both versions, silver keeps the latest
     original = bars.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
     _, _, o, h, low, c, v, _ = original.row(0)
     corrected = encode_bar("AAPL", "2010-06-02", o, h, low, c + 0.25, v + 100, "correction")
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    producer.send(topic, key=b"AAPL", value=corrected)
-    producer.flush()
-    producer.close()
+    publish(kafka.bootstrap_servers, topic, [(b"AAPL", corrected)])
     ingest_from_sensor(instance, kafka, lake)
     requests, _ = build_silver_from_sensor(instance, lake, cursor=silver_cursor)
-    assert [r.tags["dagster/asset_partition_range_start"] for r in requests] == ["2010-06-02"]
-    silver = lake.scan(DAILY_BARS).collect()
+    assert [range_of(r) for r in requests] == [("2010-06-02", "2010-06-02")]
+    silver = lake.read(tables.DAILY_BARS)
     assert silver.height == bars.height
     fixed = silver.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
     assert fixed["close"].to_list() == [c + 0.25] and fixed["source"].to_list() == ["correction"]
+    assert lake.read(MARKET_BARS.bronze).height == bars.height + 1

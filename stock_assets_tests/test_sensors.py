@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 import socket
 import threading
 import time
@@ -9,10 +12,20 @@ import time
 import dagster as dg
 import pytest
 
-from stock_assets.ingestion.sensors import market_bars_kafka_sensor, partition_ranges
+from stock_assets import tables
+from stock_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_assets.resources.broker import free_port
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
+from stock_assets.sensors import (
+    MARKET_SILVER_ASSETS,
+    MARKET_SILVER_CHECKS,
+    daily_bars_sensor,
+    market_bars_kafka_sensor,
+    partition_ranges,
+)
+from stock_assets.table_assets import table_key
+from stock_assets_tests.conftest import publish
 
 
 def evaluate(kafka: KafkaResource, lake: LakeResource, cursor: str | None = None):
@@ -27,13 +40,17 @@ def evaluate(kafka: KafkaResource, lake: LakeResource, cursor: str | None = None
 
 
 def test_tick_with_broker_down_returns_within_five_seconds_with_a_reason(tmp_path):
-    kafka = KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    address = f"127.0.0.1:{free_port()}"
+    kafka = KafkaResource(bootstrap_servers=address)
     result, elapsed, cursor = evaluate(
         kafka, LakeResource(root=str(tmp_path)), cursor='{"generation": 4}'
     )
     assert elapsed < 5
     assert isinstance(result, dg.SkipReason)
-    assert "unreachable" in result.skip_message and "retry" in result.skip_message
+    assert re.fullmatch(
+        rf"Kafka broker unreachable \({re.escape(address)}: .*refused.*\); will retry next tick",
+        result.skip_message,
+    ), result.skip_message
     assert cursor == '{"generation": 4}'  # nothing was requested, nothing was skipped over
 
 
@@ -64,55 +81,99 @@ def silent_server():
 
 
 def test_tick_with_a_broker_that_never_answers_is_still_bounded(silent_server, tmp_path):
-    kafka = KafkaResource(bootstrap_servers=silent_server)
-    result, elapsed, _ = evaluate(kafka, LakeResource(root=str(tmp_path)))
-    assert elapsed < 5
+    # The bound on the whole query (timeout_s) is shorter than the clients' own 1 s minimum
+    # (bounded_client_kwargs), so it is always the bound that ends the tick, never a client error.
+    kafka = KafkaResource(bootstrap_servers=silent_server, timeout_s=0.5)
+    result, elapsed, cursor = evaluate(kafka, LakeResource(root=str(tmp_path)))
+    assert elapsed < 3
     assert isinstance(result, dg.SkipReason)
-    assert "did not answer" in result.skip_message or "Kafka broker" in result.skip_message
+    assert result.skip_message == (
+        f"Kafka broker {silent_server} did not answer within 0.5s; will retry next tick"
+    )
+    assert cursor is None
 
 
 def test_caught_up_topic_requests_nothing(kafka_bootstrap, fresh_topic, tmp_path, monkeypatch):
-    monkeypatch.setenv("STOCK_MARKET_TOPIC", fresh_topic(2))
+    topic = fresh_topic(2)
+    monkeypatch.setenv("STOCK_MARKET_TOPIC", topic)
     result, _, _ = evaluate(
         KafkaResource(bootstrap_servers=kafka_bootstrap), LakeResource(root=str(tmp_path))
     )
-    assert isinstance(result, dg.SkipReason) and "holds every offset" in result.skip_message
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message == f"bronze holds every offset of {topic}: {{0: 0, 1: 0}}"
 
 
 def test_new_offsets_become_one_keyed_run_and_the_cursor_advances(
     kafka_bootstrap, fresh_topic, tmp_path, monkeypatch
 ):
-    from kafka import KafkaProducer
-
     topic = fresh_topic(2)
     monkeypatch.setenv("STOCK_MARKET_TOPIC", topic)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    for i in range(10):
-        producer.send(topic, key=f"K{i}".encode(), value=b"{}")
-    producer.flush()
-    producer.close()
+    publish(kafka_bootstrap, topic, [(f"K{i}".encode(), b"{}") for i in range(10)])
     kafka, lake = KafkaResource(bootstrap_servers=kafka_bootstrap), LakeResource(root=str(tmp_path))
     first, _, cursor = evaluate(kafka, lake)
     assert isinstance(first, dg.RunRequest)
     ranges = first.run_config["ops"]["market_bars"]["config"]["ranges"]
     assert sum(r["end"] - r["start"] for r in ranges) == 10
     assert all(r["start"] == 0 for r in ranges)
-    second, _, _ = evaluate(kafka, lake, cursor=cursor)
+    assert json.loads(cursor)["generation"] == 1
+    second, _, cursor = evaluate(kafka, lake, cursor=cursor)
     # nothing was ingested yet, so the same offsets are requested again, under a new run key
     assert second.run_config == first.run_config and second.run_key != first.run_key
+    assert json.loads(cursor)["generation"] == 2
 
 
-def test_partition_ranges_group_trading_days_and_report_unknown_dates():
+def test_partition_ranges_map_bar_dates_to_the_sessions_owning_them():
     ranges, unknown = partition_ranges(
         [
             "2010-06-01",
             "2010-06-02",
             "2010-06-04",
             "2010-06-30",
-            "2010-07-04",
-            "2010-07-03",
-            "bogus",
+            "2010-07-04",  # Sunday and
+            "2010-07-03",  # Saturday: both owned by Tuesday 07-06 (Monday was a holiday)
+            "1984-12-31",  # before the first session partition
         ]
     )
-    assert ranges == [("2010-06-01", "2010-06-04"), ("2010-06-30", "2010-06-30")]
-    assert unknown == ["2010-07-03", "2010-07-04", "bogus"]
+    assert ranges == [("2010-06-01", "2010-06-04"), ("2010-06-30", "2010-07-06")]
+    assert unknown == ["1984-12-31"]
+    # a session far ahead of today has no partition yet: nothing owns a bar dated then
+    ahead = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    assert partition_ranges([ahead]) == ([], [ahead])
+    # sessions more than MAX_GAP apart become separate runs
+    assert partition_ranges(["2010-06-01", "2010-06-09"], max_gap=5) == (
+        [("2010-06-01", "2010-06-01"), ("2010-06-09", "2010-06-09")],
+        [],
+    )
+
+
+def test_partition_ranges_report_a_malformed_date_as_unknown():
+    """Unknown dates are returned separately, malformed ones included (as before the refactor):
+    the sensor logs them instead of failing every tick on the same materialization."""
+    ranges, unknown = partition_ranges(["2010-06-01", "bogus"])
+    assert ranges == [("2010-06-01", "2010-06-01")]
+    assert unknown == ["bogus"]
+
+
+def test_daily_bars_sensor_requests_one_keyed_range_run_per_group_of_bar_dates():
+    instance = dg.DagsterInstance.ephemeral()
+    dates = ["2010-06-01", "2010-06-02", "2010-06-05", "2010-07-01"]  # 06-05: a Saturday
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=table_key(tables.BRONZE_MARKET_BARS),
+            metadata={"event_dates": dg.MetadataValue.json(dates)},
+        )
+    )
+    context = dg.build_sensor_context(instance=instance)
+    requests = daily_bars_sensor(context)
+    assert [
+        (r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in requests
+    ] == [("2010-06-01", "2010-06-07"), ("2010-07-01", "2010-07-01")]
+    keys = {key for asset in MARKET_SILVER_ASSETS for key in asset.keys}
+    checks = {dg.AssetCheckKey(s.asset_key, r.name) for s in MARKET_SILVER_CHECKS for r in s.rules}
+    for request in requests:
+        assert set(request.asset_selection) == keys
+        assert set(request.asset_check_keys) == checks
+    assert len({r.run_key for r in requests}) == 2
+    again = daily_bars_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message == "no new bronze materializations"

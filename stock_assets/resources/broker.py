@@ -1,7 +1,7 @@
 """Supervisor for the embedded noida-db Kafka-protocol broker (dev and tests).
 
 No real Kafka can be installed on these machines, so local runs and the test suite start a
-pinned noida-db with only its Kafka service (DESIGN.md, "Kafka here and in production").
+pinned noida-db with only its Kafka service (docs/ARCHITECTURE.md, "Kafka here and in production").
 Production code only sees a bootstrap string, so it runs unchanged against a real cluster.
 """
 

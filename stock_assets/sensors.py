@@ -1,0 +1,182 @@
+"""Sensors that turn new Kafka offsets into ingest runs and new bar dates into silver runs.
+
+Market data is driven by these sensors, alternative data by schedules (schedules.py).
+
+Both are bounded (a tick never waits on Kafka for more than a few seconds), always move their
+cursor forward, and give every RunRequest a run_key so a re-evaluated tick cannot double-launch.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Callable
+
+import dagster as dg
+
+from stock_assets import config, tables
+from stock_assets.bronze.contract import TopicContract
+from stock_assets.bronze.ingest import stored_offsets
+from stock_assets.bronze.market_bars import MARKET_BARS
+from stock_assets.bronze.news_articles import NEWS_ARTICLES
+from stock_assets.partitions import range_tags, trading_day_partitions
+from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
+from stock_assets.resources.lake import LakeResource
+from stock_assets.silver.adjusted_daily_bars import ADJUSTED_CHECKS, adjusted_daily_bars
+from stock_assets.silver.corporate_actions import CORPORATE_ACTIONS_CHECKS, corporate_actions
+from stock_assets.silver.daily_bars import DAILY_BARS_CHECKS, daily_bars, silver_partition_for
+from stock_assets.silver.data_quality import data_quality
+from stock_assets.table_assets import table_key
+
+# Built together, in one run per range of sessions: bars, then the events they reveal, then the
+# adjusted view and the quality report; blocking checks on each stop what follows when they fail.
+MARKET_SILVER_ASSETS = [daily_bars, corporate_actions, adjusted_daily_bars, data_quality]
+MARKET_SILVER_CHECKS = [DAILY_BARS_CHECKS, CORPORATE_ACTIONS_CHECKS, ADJUSTED_CHECKS]
+MAX_RECORDS_PER_RUN = 500_000
+MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
+    return instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=5
+    )
+
+
+def build_kafka_ingestion(contract: TopicContract, topic: Callable[[], str]):
+    """The ingest job for a contract's bronze and quarantine tables, and the sensor driving it.
+
+    The sensor requests one ingest run for everything between bronze and the topic end.
+    Progress comes from bronze's Delta transactions, not from the cursor, so a failed run leaves
+    its range to the next request instead of a gap. One ingest run at a time keeps it simple.
+    """
+    job = dg.define_asset_job(
+        f"ingest_{contract.name}",
+        selection=dg.AssetSelection.assets(
+            table_key(contract.bronze), table_key(contract.quarantine)
+        ),
+        description=f"Kafka offset ranges -> {contract.bronze.path} "
+        f"(launched by {contract.name}_kafka_sensor).",
+    )
+
+    @dg.sensor(
+        name=f"{contract.name}_kafka_sensor",
+        job=job,
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource):
+        name = topic()
+        cursor = json.loads(context.cursor) if context.cursor else {"generation": 0}
+        try:
+            ends = kafka.end_offsets(name)
+        except BrokerUnavailable as exc:
+            return dg.SkipReason(f"{exc}; will retry next tick")
+        active = _active_runs(context.instance, job.name)
+        if active:
+            return dg.SkipReason(f"ingest run {active[0].run_id} is still in progress")
+        stored = stored_offsets(lake, contract, name, ends)
+        ranges = {
+            p: (stored[p] + 1, min(end, stored[p] + 1 + MAX_RECORDS_PER_RUN))
+            for p, end in sorted(ends.items())
+            if stored[p] + 1 < end
+        }
+        if not ranges:
+            return dg.SkipReason(
+                f"bronze holds every offset of {name}: {dict(sorted(ends.items()))}"
+            )
+        generation = cursor["generation"] + 1
+        spans = ",".join(f"{p}:{s}-{e}" for p, (s, e) in ranges.items())
+        context.update_cursor(json.dumps({"generation": generation, "ends": ends}))
+        offset_ranges = [{"partition": p, "start": s, "end": e} for p, (s, e) in ranges.items()]
+        return dg.RunRequest(
+            run_key=f"{name}@{generation}/{spans}",
+            run_config={
+                "ops": {contract.name: {"config": {"topic": name, "ranges": offset_ranges}}}
+            },
+            tags={"stock/topic": name, "stock/offsets": spans[:200]},
+        )
+
+    return job, kafka_sensor
+
+
+ingest_market_bars_job, market_bars_kafka_sensor = build_kafka_ingestion(
+    MARKET_BARS, config.market_bars_topic
+)
+ingest_news_articles_job, news_articles_kafka_sensor = build_kafka_ingestion(
+    NEWS_ARTICLES, config.news_topic
+)
+market_silver_job = dg.define_asset_job(
+    "build_market_silver",
+    selection=dg.AssetSelection.assets(*MARKET_SILVER_ASSETS),
+    description="Silver bars, corporate actions, adjusted bars and quality for new trading days.",
+)
+
+
+def _owner(day: str) -> str | None:
+    try:
+        return silver_partition_for(dt.date.fromisoformat(day))
+    except ValueError:  # not a date at all: reported as unknown, never fails the tick
+        return None
+
+
+def partition_ranges(dates: list[str], max_gap: int = MAX_GAP_WITHIN_ONE_SILVER_RUN):
+    """Group the session partitions owning these bar dates into ranges of sessions.
+
+    A bar dated on a weekend or holiday maps to the next session, whose run reads it and sets it
+    aside in the silver quarantine; dates no partition owns are returned separately.
+    """
+    all_keys = trading_day_partitions().get_partition_keys()
+    index = {key: i for i, key in enumerate(all_keys)}
+    owners = {d: _owner(d) for d in dates}
+    unknown = sorted(d for d, key in owners.items() if key not in index)
+    known = sorted({key for key in owners.values() if key in index}, key=index.__getitem__)
+    ranges: list[tuple[str, str]] = []
+    for key in known:
+        if ranges and index[key] - index[ranges[-1][1]] <= max_gap:
+            ranges[-1] = (ranges[-1][0], key)
+        else:
+            ranges.append((key, key))
+    return ranges, unknown
+
+
+@dg.sensor(
+    job=market_silver_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def daily_bars_sensor(context: dg.SensorEvaluationContext):
+    """Rebuild market silver for every bar date a new bronze materialization touched."""
+    result = context.instance.fetch_materializations(
+        table_key(tables.BRONZE_MARKET_BARS), limit=200, cursor=context.cursor, ascending=True
+    )
+    if not result.records:
+        return dg.SkipReason("no new bronze materializations")
+    dates: set[str] = set()
+    for record in result.records:
+        metadata = record.asset_materialization.metadata
+        if "event_dates" in metadata:
+            dates.update(metadata["event_dates"].value)
+    ranges, unknown = partition_ranges(sorted(dates))
+    if unknown:
+        context.log.warning(
+            f"{len(unknown)} bar dates have no session partition to land in: {unknown[:20]}"
+        )
+    context.update_cursor(result.cursor)
+    last_id = result.records[-1].storage_id
+    return [
+        dg.RunRequest(
+            run_key=f"market_silver@{last_id}/{start}..{end}",
+            asset_selection=[key for asset in MARKET_SILVER_ASSETS for key in asset.keys],
+            asset_check_keys=[
+                dg.AssetCheckKey(suite.asset_key, rule.name)
+                for suite in MARKET_SILVER_CHECKS
+                for rule in suite.rules
+            ],
+            tags=range_tags(start, end),
+        )
+        for start, end in ranges
+    ]

@@ -1,0 +1,95 @@
+"""``silver/adjusted_daily_bars``: continuous prices and volumes across splits and renames.
+
+Point in time (docs/CORPORATE_ACTIONS.md): each row's ``cum_factor`` is the product of the ratios
+of the events that were both effective and known on the row's own date
+(``max(effective_date, known_from) <= date``; `stock_assets.pit.adjust_bars`). Adjusted prices are
+in the instrument's first share (``adj = raw * cum_factor``), so a row never changes after it is
+written: an event known on day t changes rows from t on and nothing before. Back-adjusted prices
+"as of" a day A come from rows <= A only (`stock_assets.pit.back_adjust`), so a backtest replaying
+day A sees exactly what was knowable on A. Raw prices stay in the row for display.
+"""
+
+import dagster as dg
+import polars as pl
+
+from stock_assets import tables
+from stock_assets.checks import CheckInput, CheckSuite, Rule, markdown
+from stock_assets.partitions import run_dates, trading_day_partitions
+from stock_assets.pit import adjust_bars
+from stock_assets.resources.lake import LakeResource
+from stock_assets.silver import MARKET_GROUP
+from stock_assets.silver.corporate_actions import EXTREME_GAP, overnight_gaps, read_events
+from stock_assets.table_assets import table_asset
+
+CONTINUITY_CHECK = "adjusted_daily_bars_continuous"
+
+
+def continuity(data: CheckInput) -> tuple[bool, dict]:
+    """No adjusted overnight move beyond the extreme threshold unless reviewed as genuine."""
+    series = data.frame.select(
+        "instrument", "ticker", "date",
+        pl.col("adj_open").alias("open"), pl.col("adj_close").alias("close"),
+        pl.col("adj_volume").alias("volume"),
+    )  # fmt: skip
+    reviewed = read_events(data.lake).filter(pl.col("status") == "rejected")
+    extreme = (
+        overnight_gaps(series)
+        .filter(pl.col("overnight_return").abs() > EXTREME_GAP)
+        .join(
+            reviewed.select("instrument", pl.col("effective_date").alias("date")),
+            on=["instrument", "date"],
+            how="anti",
+        )
+    )
+    sample = extreme.select("instrument", "date", pl.col("overnight_return").round(4))
+    return extreme.is_empty(), {
+        "rows": data.frame.height,
+        "extreme_adjusted_gaps": extreme.height,
+        "sample": markdown(sample),
+    }
+
+
+ADJUSTED_CHECKS = CheckSuite(
+    "adjusted_daily_bars_checks",
+    tables.ADJUSTED_DAILY_BARS,
+    [
+        Rule(
+            CONTINUITY_CHECK,
+            f"no adjusted |overnight return| > {EXTREME_GAP:.0%} unless reviewed",
+            continuity,
+        )
+    ],
+    trading_day_partitions(),
+)
+
+
+@table_asset(
+    tables.ADJUSTED_DAILY_BARS,
+    group=MARKET_GROUP,
+    deps=[tables.DAILY_BARS, tables.CORPORATE_ACTIONS],
+    partitions_def=trading_day_partitions(),
+)
+def adjusted_daily_bars(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Adjust the selected trading days; point in time, so other days never need a rewrite."""
+    start, end = run_dates(context)
+    adjusted = adjust_bars(lake.read_dates(tables.DAILY_BARS, start, end), read_events(lake))
+    checked = ADJUSTED_CHECKS.gate(CheckInput(adjusted, lake, start, end))
+    version = lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, start, end)
+    touched = adjusted.filter(pl.col("cum_factor") != 1.0)
+    by_instrument = touched.group_by("instrument").agg(
+        rows=pl.len(), cum_factor=pl.col("cum_factor").last()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": adjusted.height,
+            "instruments": adjusted["instrument"].n_unique(),
+            "rows_with_factor": touched.height,
+            "renamed_rows": adjusted.filter(pl.col("instrument") != pl.col("ticker")).height,
+            "adjusted_instruments": markdown(by_instrument.sort("instrument"), limit=100),
+            "date_range": f"{start}..{end}",
+            "delta_version": version,
+            **checked,
+        }
+    )

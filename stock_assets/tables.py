@@ -1,0 +1,273 @@
+"""The table catalog: every Delta table the platform writes, with its layout and schema.
+
+Assets, checks, sensors, the API and the app all address tables through these entries, so a path,
+a partition column or a column type changes in one place. Asset keys follow the path
+(``silver/daily_bars`` -> ``AssetKey(["silver", "daily_bars"])``). No Dagster import: serving/ and
+app/ read the lake with this module and `stock_assets.lake` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Table:
+    """One Delta table under the lake root."""
+
+    path: str  # "<layer>/<name>"
+    description: str
+    schema: Mapping[str, pl.DataType] = field(default_factory=dict)
+    date_column: str | None = "date"  # rows a run writes are selected by this column
+    partition_by: tuple[str, ...] = ("month",)  # month of date_column: many tickers per file
+
+    @property
+    def layer(self) -> str:
+        return self.path.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.split("/")[-1]
+
+    @property
+    def key_path(self) -> list[str]:
+        """The asset key's path, e.g. ``["silver", "daily_bars"]``."""
+        return self.path.split("/")
+
+    def __str__(self) -> str:
+        return self.path
+
+
+# -- columns shared by several tables --------------------------------------------------------
+KAFKA_COLUMNS = {
+    "kafka_topic": pl.String,
+    "kafka_partition": pl.Int32,
+    "kafka_offset": pl.Int64,
+    "kafka_timestamp": pl.Datetime("ms", "UTC"),
+}
+KAFKA_QUARANTINE_SCHEMA = {
+    **KAFKA_COLUMNS,
+    "kafka_key": pl.Binary,
+    "payload": pl.Binary,
+    "reason": pl.String,
+    "quarantined_at": pl.Datetime("us", "UTC"),
+}
+SOURCE_QUARANTINE_SCHEMA = {
+    "source": pl.String,
+    "record": pl.String,  # the raw row as JSON, exactly as the connector returned it
+    "reason": pl.String,
+    "detected_at": pl.Datetime("us", "UTC"),
+}
+MONTH = {"month": pl.String}
+
+# -- bronze: what arrived on Kafka --------------------------------------------------------------
+MARKET_BAR_FIELDS = {
+    "ticker": pl.String,
+    "date": pl.Date,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Int64,
+    "source": pl.String,
+    "schema_version": pl.Int32,
+}
+NEWS_ARTICLE_FIELDS = {
+    "article_id": pl.String,
+    "published_at": pl.Datetime("us", "UTC"),
+    "date": pl.Date,
+    "headline": pl.String,
+    "body": pl.String,
+    "tickers": pl.List(pl.String),
+    "source": pl.String,
+    "schema_version": pl.Int32,
+}
+_INGESTED = {"ingested_at": pl.Datetime("us", "UTC")}
+
+BRONZE_MARKET_BARS = Table(
+    "bronze/market_bars",
+    "Every valid market bar from Kafka, with topic, partition and offset.",
+    {**MARKET_BAR_FIELDS, **KAFKA_COLUMNS, **_INGESTED, **MONTH},
+)
+BRONZE_MARKET_BARS_QUARANTINE = Table(
+    "bronze/market_bars_quarantine",
+    "Market-bar messages that failed the contract: raw payload, offset and reason.",
+    KAFKA_QUARANTINE_SCHEMA,
+    date_column=None,
+    partition_by=(),
+)
+BRONZE_NEWS_ARTICLES = Table(
+    "bronze/news_articles",
+    "Every valid news article from Kafka, with topic, partition and offset.",
+    {**NEWS_ARTICLE_FIELDS, **KAFKA_COLUMNS, **_INGESTED, **MONTH},
+)
+BRONZE_NEWS_ARTICLES_QUARANTINE = Table(
+    "bronze/news_articles_quarantine",
+    "News messages that failed the contract: raw payload, offset and reason.",
+    KAFKA_QUARANTINE_SCHEMA,
+    date_column=None,
+    partition_by=(),
+)
+
+# -- silver: market data -----------------------------------------------------------------------
+PRICE_COLUMNS = ("open", "high", "low", "close")
+DAILY_BAR_SCHEMA = {
+    **{k: v for k, v in MARKET_BAR_FIELDS.items() if k != "schema_version"},
+    "kafka_partition": pl.Int32,
+    "kafka_offset": pl.Int64,
+    **MONTH,
+}
+DAILY_BARS = Table(
+    "silver/daily_bars",
+    "One validated bar per ticker and NYSE session (the latest published version wins).",
+    DAILY_BAR_SCHEMA,
+)
+DAILY_BARS_QUARANTINE = Table(
+    "silver/daily_bars_quarantine",
+    "Bronze bars silver cannot accept (not an NYSE session, failed a row rule), with the reason.",
+    {
+        **{k: v for k, v in DAILY_BAR_SCHEMA.items() if k != "month"},
+        "reason": pl.String,
+        "partition_key": pl.String,  # the session whose run owns this calendar day
+        "quarantined_at": pl.Datetime("us", "UTC"),
+        **MONTH,
+    },
+)
+CORPORATE_ACTION_SCHEMA = {
+    "instrument": pl.String,
+    "ticker": pl.String,
+    "action": pl.String,
+    "effective_date": pl.Date,
+    "ratio": pl.Float64,
+    "new_ticker": pl.String,
+    "detected_ratio": pl.Float64,
+    "volume_ratio": pl.Float64,
+    "source": pl.String,
+    "status": pl.String,
+    "known_from": pl.Date,
+    "note": pl.String,
+}
+CORPORATE_ACTIONS = Table(
+    "silver/corporate_actions",
+    "Splits, distributions and ticker changes: detected, then confirmed or corrected by review.",
+    {**CORPORATE_ACTION_SCHEMA, **MONTH},
+    date_column="effective_date",
+)
+ADJUSTED_DAILY_BARS = Table(
+    "silver/adjusted_daily_bars",
+    "Bars in each instrument's first-share basis, point in time; raw prices kept for display.",
+    {
+        "instrument": pl.String,
+        "ticker": pl.String,
+        "date": pl.Date,
+        **dict.fromkeys(PRICE_COLUMNS, pl.Float64),
+        "volume": pl.Int64,
+        "cum_factor": pl.Float64,
+        "cum_volume_factor": pl.Float64,
+        "events_applied": pl.Int32,
+        **{f"adj_{p}": pl.Float64 for p in PRICE_COLUMNS},
+        "adj_volume": pl.Float64,
+        "source": pl.String,
+        **MONTH,
+    },
+)
+DATA_QUALITY = Table(
+    "silver/data_quality",
+    "Per data set: missing sessions and stock-days, volume findings, adjustments applied.",
+    date_column="last_date",
+)
+
+# -- silver: alternative data --------------------------------------------------------------------
+MACRO_INDICATORS = Table(
+    "silver/macro_indicators",
+    "Macro and market-context observations with the day each became known (known_from).",
+    {
+        "series": pl.String,
+        "frequency": pl.String,
+        "period": pl.Date,
+        "period_end": pl.Date,
+        "value": pl.Float64,
+        "unit": pl.String,
+        "known_from": pl.Date,
+        "release_lag_days": pl.Int32,
+        "source": pl.String,
+        **MONTH,
+    },
+    date_column="known_from",
+)
+NEWS_SENTIMENT = Table(
+    "silver/news_sentiment",
+    "Loughran-McDonald scores per article.",
+    {
+        "article_id": pl.String,
+        "published_at": pl.Datetime("us", "UTC"),
+        "date": pl.Date,
+        "headline": pl.String,
+        "source": pl.String,
+        "tickers": pl.List(pl.String),
+        "positive": pl.Int32,
+        "negative": pl.Int32,
+        "terms": pl.Int32,
+        "polarity": pl.Float64,
+        "subjectivity": pl.Float64,
+        **MONTH,
+    },
+)
+MARKET_SENTIMENT = Table(
+    "silver/market_sentiment",
+    "Market-wide tone per publication day, usable from the next day (known_from).",
+)
+EARNINGS_CALENDAR = Table(
+    "silver/earnings_calendar",
+    "Every known earnings release date per ticker (a snapshot replaced each run).",
+    {"ticker": pl.String, "earnings_date": pl.Date, "source": pl.String},
+    date_column="earnings_date",
+    partition_by=(),
+)
+INDEX_MEMBERSHIP = Table(
+    "silver/index_membership",
+    "Index membership intervals [member_from, member_until) (a snapshot replaced each run).",
+    {
+        "index": pl.String,
+        "ticker": pl.String,
+        "name": pl.String,
+        "member_from": pl.Date,
+        "member_until": pl.Date,
+    },
+    date_column=None,
+    partition_by=(),
+)
+UNIVERSE = Table(
+    "silver/universe",
+    "Index members on every NYSE session (point-in-time universe).",
+    {"date": pl.Date, "index": pl.String, "ticker": pl.String, **MONTH},
+)
+
+
+def _source_quarantine(of: Table) -> Table:
+    return Table(
+        f"{of.path}_quarantine",
+        f"Source rows {of.path} could not store, with the reason (a snapshot of the source).",
+        SOURCE_QUARANTINE_SCHEMA,
+        date_column=None,
+        partition_by=(),
+    )
+
+
+MACRO_INDICATORS_QUARANTINE = _source_quarantine(MACRO_INDICATORS)
+NEWS_SENTIMENT_QUARANTINE = _source_quarantine(NEWS_SENTIMENT)
+EARNINGS_CALENDAR_QUARANTINE = _source_quarantine(EARNINGS_CALENDAR)
+INDEX_MEMBERSHIP_QUARANTINE = _source_quarantine(INDEX_MEMBERSHIP)
+
+CATALOG: dict[str, Table] = {t.path: t for t in list(globals().values()) if isinstance(t, Table)}
+
+
+def table(path: str) -> Table:
+    """The catalog entry for ``layer/name``; unknown paths are an error, not a new table."""
+    try:
+        return CATALOG[path]
+    except KeyError:
+        raise KeyError(f"{path!r} is not in the table catalog (stock_assets/tables.py)") from None

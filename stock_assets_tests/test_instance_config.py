@@ -1,0 +1,30 @@
+"""dagster.yaml, the instance `make run` uses: what the pipeline's safety relies on is set."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from stock_assets.bronze.kafka_assets import ingest_pool
+from stock_assets.bronze.market_bars import MARKET_BARS, market_bars
+from stock_assets.bronze.news_articles import NEWS_ARTICLES, news_articles
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_each_stream_ingests_in_its_own_pool_limited_to_one(tmp_path, monkeypatch):
+    assert market_bars.op.pool == ingest_pool(MARKET_BARS) == "kafka_ingest_market_bars"
+    assert news_articles.op.pool == ingest_pool(NEWS_ARTICLES) == "kafka_ingest_news_articles"
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:  # validates the file against Dagster's schema
+        concurrency = instance.get_concurrency_config()
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert concurrency.run_queue_config.max_concurrent_runs == 4
+
+
+def test_first_visit_lands_on_the_graph_not_the_community_dialog():
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert settings["nux"] == {"enabled": False}
+    assert settings["telemetry"] == {"enabled": False}
