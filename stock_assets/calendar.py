@@ -53,3 +53,16 @@ def previous_session(day: dt.date) -> dt.date | None:
     if stamp <= calendar.first_session:
         return None
     return calendar.date_to_session(stamp - pd.Timedelta(days=1), direction="previous").date()
+
+
+def sessions_before(day: dt.date, count: int) -> dt.date:
+    """The session ``count`` sessions before ``day`` (the first session if history is shorter)."""
+    sessions = nyse().sessions
+    position = sessions.searchsorted(pd.Timestamp(day))
+    return sessions[max(0, position - count)].date()
+
+
+def session_numbers(days: list[dt.date]) -> dict[dt.date, int]:
+    """Position of each session in the calendar: differences count sessions, not days."""
+    sessions = nyse().sessions
+    return {d: int(sessions.searchsorted(pd.Timestamp(d))) for d in days}

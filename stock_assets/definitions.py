@@ -9,15 +9,20 @@ from stock_assets.bronze.news_articles import news_articles
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, NewsSource
-from stock_assets.schedules import ALTDATA_JOBS, ALTDATA_SCHEDULES
+from stock_assets.schedules import (
+    ALTDATA_JOBS,
+    ALTDATA_SCHEDULES,
+    daily_features_job,
+    daily_features_nightly,
+)
 from stock_assets.sensors import (
-    MARKET_SILVER_ASSETS,
-    MARKET_SILVER_CHECKS,
+    BAR_CHAIN_ASSETS,
+    BAR_CHAIN_CHECKS,
+    bar_chain_job,
     daily_bars_sensor,
     ingest_market_bars_job,
     ingest_news_articles_job,
     market_bars_kafka_sensor,
-    market_silver_job,
     news_articles_kafka_sensor,
 )
 from stock_assets.silver.earnings_calendar import EARNINGS_CHECKS, earnings_calendar
@@ -28,7 +33,7 @@ from stock_assets.silver.news_sentiment import NEWS_CHECKS, news_sentiment
 from stock_assets.silver.universe import UNIVERSE_CHECKS, universe
 
 CHECK_SUITES = [
-    *MARKET_SILVER_CHECKS,
+    *BAR_CHAIN_CHECKS,
     MACRO_CHECKS,
     NEWS_CHECKS,
     MARKET_SENTIMENT_CHECKS,
@@ -54,7 +59,7 @@ defs = dg.Definitions(
         [
             market_bars,
             news_articles,
-            *MARKET_SILVER_ASSETS,
+            *BAR_CHAIN_ASSETS,
             macro_indicators,
             news_sentiment,
             market_sentiment,
@@ -64,8 +69,14 @@ defs = dg.Definitions(
         ]
     ),
     asset_checks=[suite.asset_check() for suite in CHECK_SUITES],
-    jobs=[ingest_market_bars_job, market_silver_job, ingest_news_articles_job, *ALTDATA_JOBS],
-    schedules=ALTDATA_SCHEDULES,
+    jobs=[
+        ingest_market_bars_job,
+        bar_chain_job,
+        ingest_news_articles_job,
+        daily_features_job,
+        *ALTDATA_JOBS,
+    ],
+    schedules=[*ALTDATA_SCHEDULES, daily_features_nightly],
     sensors=[market_bars_kafka_sensor, daily_bars_sensor, news_articles_kafka_sensor],
     resources=build_resources(),
 )

@@ -17,7 +17,8 @@ import datetime as dt
 import dagster as dg
 
 from stock_assets import tables
-from stock_assets.partitions import month_key
+from stock_assets.calendar import EXCHANGE_TIMEZONE, sessions_before
+from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.silver.macro_indicators import MACRO_PARTITIONS
 from stock_assets.silver.news_sentiment import NEWS_PARTITIONS
 from stock_assets.silver.universe import UNIVERSE_PARTITIONS
@@ -98,6 +99,36 @@ earnings_calendar_schedule = _snapshot_schedule(
 index_membership_schedule = _snapshot_schedule(
     "index_membership_weekly", "0 6 * * 1", index_membership_job
 )
+
+# -- features: the nightly batch path ---------------------------------------------------------
+NIGHTLY_FEATURE_SESSIONS = 20  # trailing sessions recomputed each night over their full lookback
+daily_features_job = dg.define_asset_job(
+    "daily_features_job",
+    selection=dg.AssetSelection.assets(table_key(tables.GOLD_DAILY_FEATURES)),
+    description="Recompute a range of feature sessions from their full lookback (the batch path; "
+    "the sensor chain computes new sessions as bars arrive).",
+)
+
+
+@dg.schedule(
+    job=daily_features_job,
+    cron_schedule="30 22 * * 1-5",
+    execution_timezone=EXCHANGE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def daily_features_nightly(context: dg.ScheduleEvaluationContext):
+    """Recompute the trailing sessions, so late context (a macro release, membership) lands."""
+    when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+    partitions = trading_day_partitions()
+    keys = partitions.get_partition_keys(current_time=when)
+    today = when.astimezone(dt.UTC).date().isoformat()
+    sessions = [k for k in keys if k <= today]
+    if not sessions:
+        return dg.SkipReason("no session partition yet")
+    end = sessions[-1]
+    start = sessions_before(dt.date.fromisoformat(end), NIGHTLY_FEATURE_SESSIONS - 1).isoformat()
+    return dg.RunRequest(run_key=f"features@{end}", tags=range_tags(start, end))
+
 
 ALTDATA_JOBS = [
     macro_indicators_job,

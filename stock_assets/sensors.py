@@ -17,6 +17,7 @@ from stock_assets.bronze.contract import TopicContract
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.news_articles import NEWS_ARTICLES
+from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
 from stock_assets.partitions import range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -26,10 +27,22 @@ from stock_assets.silver.daily_bars import DAILY_BARS_CHECKS, daily_bars, silver
 from stock_assets.silver.data_quality import data_quality
 from stock_assets.table_assets import table_key
 
-# Built together, in one run per range of sessions: bars, then the events they reveal, then the
-# adjusted view and the quality report; blocking checks on each stop what follows when they fail.
-MARKET_SILVER_ASSETS = [daily_bars, corporate_actions, adjusted_daily_bars, data_quality]
-MARKET_SILVER_CHECKS = [DAILY_BARS_CHECKS, CORPORATE_ACTIONS_CHECKS, ADJUSTED_CHECKS]
+# Built together, in one run per range of sessions (the streaming path): bars, the events they
+# reveal, the adjusted view and the quality report, then the sessions' features; blocking checks
+# on each stop what follows when they fail.
+BAR_CHAIN_ASSETS = [
+    daily_bars,
+    corporate_actions,
+    adjusted_daily_bars,
+    data_quality,
+    daily_features,
+]
+BAR_CHAIN_CHECKS = [
+    DAILY_BARS_CHECKS,
+    CORPORATE_ACTIONS_CHECKS,
+    ADJUSTED_CHECKS,
+    DAILY_FEATURES_CHECKS,
+]
 MAX_RECORDS_PER_RUN = 500_000
 MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
 ACTIVE_STATUSES = [
@@ -109,10 +122,11 @@ ingest_market_bars_job, market_bars_kafka_sensor = build_kafka_ingestion(
 ingest_news_articles_job, news_articles_kafka_sensor = build_kafka_ingestion(
     NEWS_ARTICLES, config.news_topic
 )
-market_silver_job = dg.define_asset_job(
-    "build_market_silver",
-    selection=dg.AssetSelection.assets(*MARKET_SILVER_ASSETS),
-    description="Silver bars, corporate actions, adjusted bars and quality for new trading days.",
+bar_chain_job = dg.define_asset_job(
+    "build_from_new_bars",
+    selection=dg.AssetSelection.assets(*BAR_CHAIN_ASSETS),
+    description="Silver bars, corporate actions, adjusted bars, quality and features for the "
+    "sessions new bars touched (launched by daily_bars_sensor).",
 )
 
 
@@ -144,7 +158,7 @@ def partition_ranges(dates: list[str], max_gap: int = MAX_GAP_WITHIN_ONE_SILVER_
 
 
 @dg.sensor(
-    job=market_silver_job,
+    job=bar_chain_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -170,10 +184,10 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
     return [
         dg.RunRequest(
             run_key=f"market_silver@{last_id}/{start}..{end}",
-            asset_selection=[key for asset in MARKET_SILVER_ASSETS for key in asset.keys],
+            asset_selection=[key for asset in BAR_CHAIN_ASSETS for key in asset.keys],
             asset_check_keys=[
                 dg.AssetCheckKey(suite.asset_key, rule.name)
-                for suite in MARKET_SILVER_CHECKS
+                for suite in BAR_CHAIN_CHECKS
                 for rule in suite.rules
             ],
             tags=range_tags(start, end),

@@ -247,6 +247,21 @@ UNIVERSE = Table(
 )
 
 
+# -- gold: features ---------------------------------------------------------------------------
+def _gold_features_schema() -> dict[str, pl.DataType]:
+    from stock_assets.gold.feature_set import SCHEMA  # column lists live with the features
+
+    return SCHEMA
+
+
+GOLD_DAILY_FEATURES = Table(
+    "gold/daily_features",
+    "Per instrument and session: TA-Lib indicators, Alpha158 factors, cross-sectional ranks and "
+    "z-scores, and point-in-time context (macro, sentiment, earnings, universe).",
+    _gold_features_schema(),
+)
+
+
 def _source_quarantine(of: Table) -> Table:
     return Table(
         f"{of.path}_quarantine",

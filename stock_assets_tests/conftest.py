@@ -27,8 +27,8 @@ from stock_assets.bronze.replay import select_bars
 from stock_assets.lake import LakeIO, month_column
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic
 from stock_assets.sensors import (
-    MARKET_SILVER_ASSETS,
-    MARKET_SILVER_CHECKS,
+    BAR_CHAIN_ASSETS,
+    BAR_CHAIN_CHECKS,
     daily_bars_sensor,
     market_bars_kafka_sensor,
     news_articles_kafka_sensor,
@@ -217,10 +217,10 @@ def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRe
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
     requests = daily_bars_sensor(context)
     assert isinstance(requests, list) and requests, requests
-    audits = [suite.asset_check() for suite in MARKET_SILVER_CHECKS]
+    audits = [suite.asset_check() for suite in BAR_CHAIN_CHECKS]
     for request in requests:
         result = dg.materialize(
-            [*MARKET_SILVER_ASSETS, *audits],
+            [*BAR_CHAIN_ASSETS, *audits],
             resources={"lake": lake},
             instance=instance,
             tags=request.tags,

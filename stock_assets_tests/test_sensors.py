@@ -18,8 +18,8 @@ from stock_assets.resources.broker import free_port
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 from stock_assets.sensors import (
-    MARKET_SILVER_ASSETS,
-    MARKET_SILVER_CHECKS,
+    BAR_CHAIN_ASSETS,
+    BAR_CHAIN_CHECKS,
     daily_bars_sensor,
     market_bars_kafka_sensor,
     partition_ranges,
@@ -168,8 +168,8 @@ def test_daily_bars_sensor_requests_one_keyed_range_run_per_group_of_bar_dates()
     assert [
         (r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in requests
     ] == [("2010-06-01", "2010-06-07"), ("2010-07-01", "2010-07-01")]
-    keys = {key for asset in MARKET_SILVER_ASSETS for key in asset.keys}
-    checks = {dg.AssetCheckKey(s.asset_key, r.name) for s in MARKET_SILVER_CHECKS for r in s.rules}
+    keys = {key for asset in BAR_CHAIN_ASSETS for key in asset.keys}
+    checks = {dg.AssetCheckKey(s.asset_key, r.name) for s in BAR_CHAIN_CHECKS for r in s.rules}
     for request in requests:
         assert set(request.asset_selection) == keys
         assert set(request.asset_check_keys) == checks

@@ -1,0 +1,1 @@
+"""Gold: features computed from adjusted bars (pure functions here; assets wire them up)."""

@@ -1,0 +1,135 @@
+"""``gold/daily_features``: the model's inputs per instrument and session, point in time.
+
+A run for sessions ``start..end`` reads the adjusted bars of those sessions plus the lookback the
+longest indicator needs (`assemble.LOOKBACK_SESSIONS`), the context tables, and the stored OBV of
+the session before ``start``; `assemble.assemble` computes; the blocking rules gate the commit.
+The same asset serves both paths: the sensor chain materializes the sessions new bars touched
+(streaming), and a nightly schedule recomputes a trailing range (batch).
+"""
+
+import datetime as dt
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from stock_assets import tables
+from stock_assets.calendar import sessions_before
+from stock_assets.checks import CheckInput, CheckSuite, Rule, schema_rule, unique_rule
+from stock_assets.gold.assemble import LOOKBACK_SESSIONS, Context, assemble
+from stock_assets.gold.feature_set import FLOAT_FEATURES
+from stock_assets.partitions import run_dates, trading_day_partitions
+from stock_assets.resources.lake import LakeResource
+from stock_assets.table_assets import table_asset
+
+FEATURES_GROUP = "features"
+
+
+def finite_or_null(data: CheckInput) -> tuple[bool, dict]:
+    """NaN and infinity never reach a model: a value is a finite number or null."""
+    bad = data.frame.select(
+        pl.sum_horizontal(
+            (pl.col(c).is_nan() | pl.col(c).is_infinite()).fill_null(False) for c in FLOAT_FEATURES
+        ).sum()
+    ).item()
+    return bad == 0, {"non_finite_values": int(bad or 0)}
+
+
+DAILY_FEATURES_CHECKS = CheckSuite(
+    "daily_features_checks",
+    tables.GOLD_DAILY_FEATURES,
+    [
+        schema_rule(
+            "daily_features_keys",
+            pa.DataFrameSchema(
+                {
+                    "instrument": pa.Column(pl.String, nullable=False),
+                    "ticker": pa.Column(pl.String, nullable=False),
+                    "date": pa.Column(pl.Date, nullable=False),
+                },
+                name="daily_features",
+            ),
+            "every row has its instrument, ticker and session",
+        ),
+        unique_rule("daily_features_unique_instrument_day", ["instrument", "date"]),
+        Rule("daily_features_finite", "no NaN or infinite feature value", finite_or_null),
+    ],
+    trading_day_partitions(),
+)
+
+
+def read_context(lake: LakeResource, start: dt.date, end: dt.date) -> Context:
+    """Context tables as of ``end`` (empty where a table does not exist yet)."""
+
+    def upto(table: tables.Table, column: str) -> pl.DataFrame:
+        if not lake.exists(table):
+            return pl.DataFrame()
+        return lake.scan(table).filter(pl.col(column) <= end).collect()
+
+    previous = pl.DataFrame()
+    before = sessions_before(start, 1)
+    if before < start and lake.exists(tables.GOLD_DAILY_FEATURES):
+        previous = lake.read_dates(tables.GOLD_DAILY_FEATURES, before, before).select(
+            "instrument", "date", "obv"
+        )
+    first_bars = (
+        lake.scan(tables.ADJUSTED_DAILY_BARS)
+        .group_by("instrument")
+        .agg(pl.col("date").min().alias("first_date"))
+        .collect()
+    )
+    universe = pl.DataFrame()
+    if lake.exists(tables.UNIVERSE):
+        universe = lake.read_dates(tables.UNIVERSE, start, end)
+    return Context(
+        macro=upto(tables.MACRO_INDICATORS, "known_from"),
+        sentiment=upto(tables.MARKET_SENTIMENT, "known_from"),
+        earnings=lake.read(tables.EARNINGS_CALENDAR) if lake.exists(tables.EARNINGS_CALENDAR)
+        else pl.DataFrame(),
+        universe=universe,
+        previous_obv=previous,
+        first_bars=first_bars,
+    )  # fmt: skip
+
+
+@table_asset(
+    tables.GOLD_DAILY_FEATURES,
+    group=FEATURES_GROUP,
+    deps=[
+        tables.ADJUSTED_DAILY_BARS,
+        tables.MACRO_INDICATORS,
+        tables.MARKET_SENTIMENT,
+        tables.EARNINGS_CALENDAR,
+        tables.UNIVERSE,
+    ],
+    partitions_def=trading_day_partitions(),
+)
+def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Compute the selected sessions from their lookback of adjusted bars and the context."""
+    start, end = run_dates(context)
+    read_from = sessions_before(start, LOOKBACK_SESSIONS)
+    bars = lake.read_dates(tables.ADJUSTED_DAILY_BARS, read_from, end)
+    inputs = read_context(lake, start, end)
+    features = assemble(bars, start, end, inputs)
+    checked = DAILY_FEATURES_CHECKS.gate(CheckInput(features, lake, start, end))
+    version = lake.overwrite_dates(tables.GOLD_DAILY_FEATURES, features, start, end)
+    close_only = features.filter(pl.col("close_only"))
+    return dg.MaterializeResult(
+        metadata={
+            "rows": features.height,
+            "instruments": features["instrument"].n_unique(),
+            "date_range": f"{start}..{end}",
+            "bars_read": bars.height,
+            "bars_read_from": read_from.isoformat(),
+            "close_only_rows": close_only.height,
+            "close_only_note": "close-only data sets get the indicators and factors the close "
+            "alone defines; OHLCV-based columns are null there, never made up",
+            "context_missing": inputs.missing(),
+            "rows_in_universe": int(features["in_universe"].fill_null(False).sum()),
+            "gaps_over_one_session": int(
+                (features["sessions_since_previous_bar"].fill_null(1) > 1).sum()
+            ),
+            "delta_version": version,
+            **checked,
+        }
+    )

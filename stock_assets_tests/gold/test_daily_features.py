@@ -1,0 +1,198 @@
+"""gold/daily_features on the real S&P 500 year: incremental = full, two paths equal, no leak."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from stock_assets import tables
+from stock_assets.gold.assemble import Context, assemble
+from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.gold.feature_set import FLOAT_FEATURES, SCHEMA
+from stock_assets.partitions import range_tags
+from stock_assets.pit import ANNOUNCE_DAYS, adjust_bars, members_on
+from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, today_utc
+from stock_assets.silver.earnings_calendar import parse_events
+from stock_assets.silver.index_membership import parse_intervals
+from stock_assets.silver.macro_indicators import not_observed, parse_observations
+from stock_assets.silver.market_sentiment import daily_sentiment
+from stock_assets.silver.news_sentiment import parse_articles, score_articles
+
+FIRST, LAST = dt.date(2009, 8, 21), dt.date(2010, 8, 20)
+TOLERANCE = 1e-9  # the indicators' stated tolerance for a lookback computation (FEATURES.md)
+
+
+@pytest.fixture(scope="module")
+def context_sources():
+    """Real alternative data from the packaged sources, as the silver assets would store it."""
+    raw = MacroSource().observations()
+    macro, _ = parse_observations(raw.filter(~not_observed(raw)), today_utc())
+    earnings, _ = parse_events(EarningsSource().events(), today_utc())
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    articles, _ = parse_articles(
+        pl.DataFrame(
+            {
+                "article_id": ["a1", "a2", "a3"],
+                "published_at": ["2010/3/1 10:00", "2010/6/1 10:00", "2010/8/2 10:00"],
+                "headline": ["Profits surge", "Losses deepen", "Strong gains"],
+                "body": ["Record growth and strong demand", "Weak sales", "Improved outlook"],
+                "tickers": [None, None, None],
+                "source": ["test"] * 3,
+            },
+            schema_overrides={"tickers": pl.List(pl.String)},
+        ),
+        today_utc(),
+    )
+    return macro, earnings, intervals, daily_sentiment(score_articles(articles))
+
+
+@pytest.fixture(scope="module")
+def adjusted(sp500, events) -> pl.DataFrame:
+    return adjust_bars(sp500, events)
+
+
+def make_context(context_sources, start, end, adjusted) -> Context:
+    macro, earnings, intervals, sentiment = context_sources
+    days = sorted(adjusted.filter(pl.col("date").is_between(start, end))["date"].unique())
+    return Context(
+        macro=macro.filter(pl.col("known_from") <= end),
+        sentiment=sentiment.filter(pl.col("known_from") <= end),
+        earnings=earnings,
+        universe=members_on(intervals, days),
+        first_bars=adjusted.group_by("instrument").agg(pl.col("date").min().alias("first_date")),
+    )
+
+
+@pytest.fixture(scope="module")
+def lake_with_features(tmp_path_factory, adjusted):
+    """The whole year built by one run (what a backfill or the first sensor range does)."""
+    lake = LakeResource(root=str(tmp_path_factory.mktemp("gold") / "lake"))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
+    result = dg.materialize(
+        [daily_features, DAILY_FEATURES_CHECKS.asset_check()],
+        resources={"lake": lake},
+        tags=range_tags(FIRST.isoformat(), LAST.isoformat()),
+    )
+    assert result.success
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    return lake
+
+
+def test_one_session_materialized_alone_equals_the_full_history_run(lake_with_features):
+    lake = lake_with_features
+    full = lake.read(tables.GOLD_DAILY_FEATURES)
+    assert full.columns == list(SCHEMA) and full.height == 122_574
+    days = [dt.date(2010, 8, 20), dt.date(2010, 6, 9)]  # the last session; GIS's split day
+    for day in days:
+        before = full.filter(pl.col("date") == day).sort("instrument")
+        result = dg.materialize([daily_features], resources={"lake": lake}, partition_key=str(day))
+        assert result.success
+        metadata = result.asset_materializations_for_node("gold__daily_features")[0].metadata
+        assert metadata["rows"].value == before.height
+        after = lake.read_dates(tables.GOLD_DAILY_FEATURES, day, day).sort("instrument")
+        assert_frame_equal(after, before, rel_tol=TOLERANCE, abs_tol=0)
+        # the lookback read is bounded: far less than the whole year
+        assert metadata["bars_read"].value < 0.8 * full.height or day == LAST
+    obv = full.filter(pl.col("date") == LAST).select("instrument", "obv")
+    assert obv["obv"].null_count() == 0  # the running total continued, never restarted
+
+
+def test_streaming_sessions_and_the_nightly_range_give_identical_values(
+    tmp_path, adjusted, lake_with_features
+):
+    """Session by session (as bars arrive) and one batch range: the same rows, bit for bit."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    window = adjusted.filter(pl.col("date") <= dt.date(2010, 8, 20))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, window, FIRST, LAST)
+    first_run = range_tags(FIRST.isoformat(), "2010-08-13")
+    assert dg.materialize([daily_features], resources={"lake": lake}, tags=first_run).success
+    for day in ["2010-08-16", "2010-08-17", "2010-08-18", "2010-08-19", "2010-08-20"]:
+        assert dg.materialize([daily_features], resources={"lake": lake}, partition_key=day).success
+    streamed = lake.read_dates(tables.GOLD_DAILY_FEATURES, dt.date(2010, 8, 16), LAST)
+    batch_tags = range_tags("2010-08-16", LAST.isoformat())
+    assert dg.materialize([daily_features], resources={"lake": lake}, tags=batch_tags).success
+    batch = lake.read_dates(tables.GOLD_DAILY_FEATURES, dt.date(2010, 8, 16), LAST)
+    key = ["date", "instrument"]
+    assert_frame_equal(streamed.sort(key), batch.sort(key), check_exact=True)
+
+
+def test_no_feature_for_a_day_up_to_t_changes_when_everything_after_t_changes(
+    adjusted, sp500, events, context_sources
+):
+    """Perturb prices, volumes, corporate actions, macro releases, earnings dates and membership
+    after day t; recompute a range that reaches past t; rows up to t are identical."""
+    t, start, end = dt.date(2010, 5, 14), dt.date(2010, 5, 3), dt.date(2010, 6, 30)
+    base = assemble(adjusted, start, end, make_context(context_sources, start, end, adjusted))
+
+    later = pl.col("date") > t
+    bars = sp500.with_columns(
+        *(
+            pl.when(later).then(pl.col(c) * 1.37).otherwise(pl.col(c))
+            for c in ("open", "high", "low", "close")
+        ),  # fmt: skip
+        volume=pl.when(later).then(pl.col("volume") * 3).otherwise(pl.col("volume")),
+    )
+    extra_split = pl.DataFrame(
+        [{"instrument": "AAPL", "ticker": "AAPL", "action": "split",
+          "effective_date": dt.date(2010, 5, 17), "ratio": 4.0, "new_ticker": None,
+          "detected_ratio": None, "volume_ratio": None, "source": "test", "status": "confirmed",
+          "known_from": dt.date(2010, 5, 17), "note": "made up, after t"}],
+        schema=events.schema,
+    )  # fmt: skip
+    perturbed_adjusted = adjust_bars(bars, pl.concat([events, extra_split]))
+    macro, earnings, intervals, sentiment = context_sources
+    perturbed_sources = (
+        macro.with_columns(
+            value=pl.when(pl.col("known_from") > t)
+            .then(pl.col("value") * -5 + 1)
+            .otherwise(pl.col("value"))
+        ),  # fmt: skip
+        earnings.with_columns(  # a release date is known ANNOUNCE_DAYS ahead (pit.py)
+            earnings_date=pl.when(pl.col("earnings_date") - pl.duration(days=ANNOUNCE_DAYS) > t)
+            .then(pl.col("earnings_date") + pl.duration(days=3))
+            .otherwise(pl.col("earnings_date"))
+        ),
+        intervals.with_columns(  # memberships starting after t start earlier, and vice versa
+            member_from=pl.when(pl.col("member_from") > t)
+            .then(pl.lit(t + dt.timedelta(days=1)))
+            .otherwise(pl.col("member_from"))
+        ),
+        sentiment.with_columns(
+            net_tone=pl.when(pl.col("known_from") > t)
+            .then(-pl.col("net_tone"))
+            .otherwise(pl.col("net_tone"))
+        ),  # fmt: skip
+    )
+    changed = assemble(
+        perturbed_adjusted,
+        start,
+        end,
+        make_context(perturbed_sources, start, end, perturbed_adjusted),
+    )
+    upto_t = pl.col("date") <= t
+    assert_frame_equal(base.filter(upto_t), changed.filter(upto_t), check_exact=True)
+    # and the perturbation is real: rows after t did change
+    assert not base.filter(~upto_t).equals(changed.filter(~upto_t))
+
+
+def test_close_only_history_gets_the_close_defined_subset_and_nulls_elsewhere():
+    from stock_assets.bronze.replay import select_bars
+    from stock_assets.gold.alpha158 import CLOSE_ONLY_COLUMNS as ALPHA_CLOSE
+    from stock_assets.gold.indicators import CLOSE_ONLY_COLUMNS as TALIB_CLOSE
+    from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
+
+    bars = select_bars("sp500_1990_adjclose", dt.date(2019, 1, 1), dt.date(2022, 12, 28))
+    adjusted = adjust_bars(bars, build_corporate_actions(bars, load_curated()))
+    start, end = dt.date(2022, 12, 1), dt.date(2022, 12, 28)
+    features = assemble(adjusted, start, end, Context())
+    assert features["close_only"].all()
+    close_defined = {*ALPHA_CLOSE, *TALIB_CLOSE}
+    for name in FLOAT_FEATURES:
+        column = features[name]
+        if name in close_defined:
+            assert column.null_count() < column.len(), name
+        elif not name.startswith(("cs_", "macro_", "market_", "days_")):
+            assert column.null_count() == column.len(), name
