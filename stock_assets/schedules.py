@@ -13,6 +13,7 @@ the universe runs at 10:00, before the open, so a member added today is in today
 """
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -121,7 +122,7 @@ def daily_features_nightly(context: dg.ScheduleEvaluationContext):
     when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
     partitions = trading_day_partitions()
     keys = partitions.get_partition_keys(current_time=when)
-    today = when.astimezone(dt.UTC).date().isoformat()
+    today = when.astimezone(ZoneInfo(EXCHANGE_TIMEZONE)).date().isoformat()  # the exchange's day
     sessions = [k for k in keys if k <= today]
     if not sessions:
         return dg.SkipReason("no session partition yet")

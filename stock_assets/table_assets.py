@@ -18,7 +18,7 @@ def table_asset(
     table: Table,
     *,
     group: str,
-    deps: Sequence[Table] = (),
+    deps: Sequence[Table | dg.AssetDep] = (),
     partitions_def: dg.PartitionsDefinition | None = None,
     freshness_policy: dg.FreshnessPolicy | None = None,
     extra_metadata: dict | None = None,
@@ -34,7 +34,7 @@ def table_asset(
         metadata["delta_partition_columns"] = list(table.partition_by)
     return dg.asset(
         key=table_key(table),
-        deps=[table_key(dep) for dep in deps],
+        deps=[dep if isinstance(dep, dg.AssetDep) else table_key(dep) for dep in deps],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
         group_name=group,

@@ -47,6 +47,9 @@ class Factor:
     expr: pl.Expr  # over one instrument's date-ordered bars; null until history bars exist
 
 
+F = frozenset
+
+
 def _prev(x: pl.Expr) -> pl.Expr:
     return x.shift(1)
 
@@ -159,8 +162,7 @@ def _rsv(d: int) -> pl.Expr:
 
 
 def _wvma(d: int) -> pl.Expr:
-    weighted = (CLOSE / _prev(CLOSE) - 1).abs() * VOLUME
-    return _std(weighted, d) / (_mean(weighted, d) + EPS)
+    return _std(WEIGHTED_MOVE, d) / (_mean(WEIGHTED_MOVE, d) + EPS)
 
 
 def _count_share(sign: int, d: int) -> pl.Expr:
@@ -168,9 +170,23 @@ def _count_share(sign: int, d: int) -> pl.Expr:
     return _mean(moved.cast(pl.Float64), d)
 
 
+# Inputs of the per-instrument windows, computed once down the sorted column before the
+# factors: a shift inside a per-instrument window is several times slower. On an instrument's
+# first bar the previous-bar ones take a fixed value instead of reaching into the instrument
+# sorted before it (every factor reading them needs one more bar, so that row is masked, but
+# the running std/corr state passes through it and must not depend on another instrument).
+RET, LOG_VOLUME_RATIO, LOG_VOLUME, WEIGHTED_MOVE = (
+    pl.col(c) for c in ("_ret", "_log_volume_ratio", "_log_volume", "_weighted_move")
+)
+# name -> (fields, formula, value on an instrument's first bar or None if it needs no other bar)
+INPUTS = {
+    "_ret": (F({"close"}), CLOSE / _prev(CLOSE), 1.0),
+    "_log_volume_ratio": (F({"volume"}), (VOLUME / _prev(VOLUME) + 1).log(), 0.0),
+    "_log_volume": (F({"volume"}), (VOLUME + 1).log(), None),
+    "_weighted_move": (F({"close", "volume"}), (CLOSE / _prev(CLOSE) - 1).abs() * VOLUME, 0.0),
+}
 UP, DOWN, MOVE = _up_down(CLOSE)
 VUP, VDOWN, VMOVE = _up_down(VOLUME)
-F = frozenset
 # name -> (fields, extra bars before the window, formula for window d)
 ROLLING: dict[str, tuple[frozenset[str], int, Callable[[int], pl.Expr]]] = {
     "ROC": (F({"close"}), 1, lambda d: CLOSE.shift(d) / CLOSE),
@@ -188,12 +204,8 @@ ROLLING: dict[str, tuple[frozenset[str], int, Callable[[int], pl.Expr]]] = {
     "IMAX": (F({"high"}), 0, lambda d: _idxmax(HIGH, d) / d),
     "IMIN": (F({"low"}), 0, lambda d: _idxmin(LOW, d) / d),
     "IMXD": (F({"high", "low"}), 0, lambda d: (_idxmax(HIGH, d) - _idxmin(LOW, d)) / d),
-    "CORR": (F({"close", "volume"}), 0, lambda d: _corr(CLOSE, (VOLUME + 1).log(), d)),
-    "CORD": (
-        F({"close", "volume"}),
-        1,
-        lambda d: _corr(CLOSE / _prev(CLOSE), (VOLUME / _prev(VOLUME) + 1).log(), d),
-    ),
+    "CORR": (F({"close", "volume"}), 0, lambda d: _corr(CLOSE, LOG_VOLUME, d)),
+    "CORD": (F({"close", "volume"}), 1, lambda d: _corr(RET, LOG_VOLUME_RATIO, d)),
     "CNTP": (F({"close"}), 1, lambda d: _count_share(1, d)),
     "CNTN": (F({"close"}), 1, lambda d: _count_share(-1, d)),
     "CNTD": (F({"close"}), 1, lambda d: _count_share(1, d) - _count_share(-1, d)),
@@ -249,8 +261,20 @@ def applicable_factors(bars: pl.DataFrame) -> tuple[list[Factor], list[Factor]]:
     return computed, [f for f in FACTORS if f not in computed]
 
 
+def alpha158_frame(bars: pl.DataFrame, factors: list[Factor]) -> pl.LazyFrame:
+    """The frame the expressions run on: validated, sorted by (instrument, date), plus INPUTS."""
+    fields = frozenset().union(*(f.fields for f in factors))
+    first = (pl.col("instrument") != pl.col("instrument").shift(1)).fill_null(True)
+    inputs = {
+        name: expr if at_first is None else pl.when(first).then(at_first).otherwise(expr)
+        for name, (needs, expr, at_first) in INPUTS.items()
+        if needs <= fields
+    }
+    return prepare(bars, fields).lazy().with_columns(**inputs)
+
+
 def alpha158_expressions(factors: list[Factor] | None = None) -> dict[str, pl.Expr]:
-    """name -> expression over a frame sorted by (instrument, date) (``compute_alpha158``).
+    """name -> expression over ``alpha158_frame`` (sorted by (instrument, date), with INPUTS).
 
     Stateless windows (shifts, recomputed sums, min/max, quantiles, ranks) run down the whole
     sorted column, much faster than one window function per instrument; a row is kept only
@@ -266,9 +290,7 @@ def alpha158_expressions(factors: list[Factor] | None = None) -> dict[str, pl.Ex
 def compute_alpha158(bars: pl.DataFrame) -> pl.DataFrame:
     """One row per input bar: (instrument, date) + every applicable factor, sorted by key."""
     factors, _ = applicable_factors(bars)
-    fields = frozenset().union(*(f.fields for f in factors))
-    frame = prepare(bars, fields)
-    values = frame.lazy().select(*KEY, **alpha158_expressions(factors))
+    values = alpha158_frame(bars, factors).select(*KEY, **alpha158_expressions(factors))
     finite = (pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)) for f in factors)
     return values.with_columns(finite).collect()
 

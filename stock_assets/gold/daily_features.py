@@ -20,7 +20,7 @@ from stock_assets.gold.assemble import LOOKBACK_SESSIONS, Context, assemble
 from stock_assets.gold.feature_set import FLOAT_FEATURES
 from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.lake import LakeResource
-from stock_assets.table_assets import table_asset
+from stock_assets.table_assets import table_asset, table_key
 
 FEATURES_GROUP = "features"
 
@@ -97,10 +97,12 @@ def read_context(lake: LakeResource, start: dt.date, end: dt.date) -> Context:
     group=FEATURES_GROUP,
     deps=[
         tables.ADJUSTED_DAILY_BARS,
-        tables.MACRO_INDICATORS,
-        tables.MARKET_SENTIMENT,
         tables.EARNINGS_CALENDAR,
-        tables.UNIVERSE,
+        # monthly context read as of each session: every month so far may matter
+        *(
+            dg.AssetDep(table_key(t), partition_mapping=dg.AllPartitionMapping())
+            for t in (tables.MACRO_INDICATORS, tables.MARKET_SENTIMENT, tables.UNIVERSE)
+        ),
     ],
     partitions_def=trading_day_partitions(),
 )

@@ -196,3 +196,20 @@ def test_close_only_history_gets_the_close_defined_subset_and_nulls_elsewhere():
             assert column.null_count() < column.len(), name
         elif not name.startswith(("cs_", "macro_", "market_", "days_")):
             assert column.null_count() == column.len(), name
+
+
+def test_the_nightly_batch_path_recomputes_the_trailing_sessions():
+    from stock_assets.definitions import defs
+    from stock_assets.schedules import NIGHTLY_FEATURE_SESSIONS, daily_features_nightly
+
+    assert defs.get_schedule_def("daily_features_nightly").default_status == (
+        dg.DefaultScheduleStatus.RUNNING
+    )
+    tick = dt.datetime(2010, 7, 5, 22, 30, tzinfo=dt.timezone(dt.timedelta(hours=-4)))  # holiday
+    request = daily_features_nightly(dg.build_schedule_context(scheduled_execution_time=tick))
+    start = request.tags["dagster/asset_partition_range_start"]
+    end = request.tags["dagster/asset_partition_range_end"]
+    assert end == "2010-07-02"  # the last session on or before the tick
+    node = defs.resolve_asset_graph().get(dg.AssetKey(tables.GOLD_DAILY_FEATURES.key_path))
+    sessions = node.partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    assert len(sessions) == NIGHTLY_FEATURE_SESSIONS
