@@ -69,7 +69,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from stock_assets.local_stack import run_local_stack
 
-    return run_local_stack(datasets=args.datasets.split(","), ui_port=args.port)
+    datasets = args.datasets.split(",") if args.datasets else None
+    return run_local_stack(datasets=datasets, ui_port=args.port)
 
 
 def _date(text: str) -> dt.date:
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker.set_defaults(func=cmd_broker)
 
     up = sub.add_parser("up", help="broker + replay + Dagster UI/daemon (what `make run` runs)")
-    up.add_argument("--datasets", default="sp500_2009,us_megacaps_2000")
+    up.add_argument(
+        "--datasets", default=None, help="comma-separated; default STOCK_REPLAY_DATASETS"
+    )
     up.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     up.set_defaults(func=cmd_up)
     return parser

@@ -183,10 +183,8 @@ def _altdata_keys() -> list:
 
 
 def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> int:
-    """``datasets`` None (or the CLI's default list) means ``STOCK_REPLAY_DATASETS``."""
-    default = config.REPLAY_DATASETS_DEFAULT.split(",")
-    chosen = None if datasets is None or datasets == default else ",".join(datasets)
-    datasets = config.replay_datasets(chosen)  # an unknown name fails here, before any start
+    """``datasets`` None means ``STOCK_REPLAY_DATASETS``; an unknown name fails before any start."""
+    datasets = config.replay_datasets(",".join(datasets) if datasets else None)
     stop_on_signals()
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Shared fixtures and helpers (test modules import helpers from here, never from each other).
 
 Embedded Kafka-protocol broker: one noida-db per test session, on a free port and its own data
-dir, so tests talk Kafka for real without an installed cluster (DESIGN.md, "Kafka here and in
-production"). Each test makes its own topics with `fresh_topic`, so tests never share data.
+dir, so tests talk Kafka for real without an installed cluster (docs/ARCHITECTURE.md, "Kafka
+here and in production"). Each test makes its own topics with `fresh_topic`, so tests never share
+data.
 
 The real S&P 500 bars (`sp500`) and their corporate actions (`events`) are loaded once per session;
 tests take a window of them with `bars_between` instead of loading the data set again.

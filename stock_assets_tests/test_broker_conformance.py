@@ -1,6 +1,7 @@
 """Conformance of the embedded broker (noida-db) for each Kafka behaviour the platform relies on.
 
-noida-db is a young single-node server, not Kafka (DESIGN.md, "Kafka here and in production"):
+noida-db is a young single-node server, not Kafka (docs/ARCHITECTURE.md, "Kafka here and in
+production"):
 if an upgrade breaks topics, keyed partitioning, offsets, groups, commits or restart, one of
 these fails loudly instead of the pipeline going quietly wrong. All run against the real binary
 through kafka-python, the client the platform uses.
@@ -38,7 +39,7 @@ TIMEOUT_S = 10.0
 def _producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=bootstrap,
-        acks="all",  # acks=0 lost ~30% of messages on every broker tried (DESIGN.md)
+        acks="all",  # acks=0 lost ~30% of messages on every broker tried (docs/ARCHITECTURE.md)
         linger_ms=5,
         max_block_ms=int(TIMEOUT_S * 1000),
         **bounded_client_kwargs(TIMEOUT_S),

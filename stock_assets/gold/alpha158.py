@@ -71,15 +71,32 @@ def _mean(x: pl.Expr, d: int) -> pl.Expr:
     return _sum(x, d) / d
 
 
-def _std(x: pl.Expr, d: int) -> pl.Expr:
-    """Sample std (ddof 1). Polars updates it from the previous window, so it runs per
-    instrument: a value then depends on its own instrument's earlier bars only, never on the
-    instrument sorted before it."""
-    return x.rolling_std(d).over("instrument")
+@dataclass(frozen=True)
+class Running:
+    """Polars' rolling std/var/corr update each window from the previous one (accurate to
+    ~1e-15 even across instruments of very different scale, but not bitwise independent of
+    the bars before the window). ``per_instrument`` runs them as one window function per
+    instrument, so a value depends on its own instrument's earlier bars only and perturbing
+    another instrument changes no bit of it; the incremental path, whose frame holds no bar
+    after the day it computes, runs them down the whole column (hundreds of tiny window
+    functions cost more than the whole rest of the query)."""
 
+    per_instrument: bool
 
-def _var(x: pl.Expr, d: int) -> pl.Expr:
-    return x.rolling_var(d).over("instrument")
+    def _run(self, expr: pl.Expr) -> pl.Expr:
+        return expr.over("instrument") if self.per_instrument else expr
+
+    def std(self, x: pl.Expr, d: int) -> pl.Expr:
+        """Sample std (ddof 1)."""
+        return self._run(x.rolling_std(d))
+
+    def var(self, x: pl.Expr, d: int) -> pl.Expr:
+        return self._run(x.rolling_var(d))
+
+    def corr(self, a: pl.Expr, b: pl.Expr, d: int) -> pl.Expr:
+        """Null when either side is flat (std within FLAT_STD of 0), as in Qlib."""
+        flat = (self.std(a, d) <= FLAT_STD) | (self.std(b, d) <= FLAT_STD)
+        return pl.when(~flat).then(self._run(pl.rolling_corr(a, b, window_size=d)))
 
 
 def _fit(x: pl.Expr, d: int) -> tuple[pl.Expr, pl.Expr, float]:
@@ -94,9 +111,9 @@ def _slope(x: pl.Expr, d: int) -> pl.Expr:
     return sxy / sxx
 
 
-def _rsquare(x: pl.Expr, d: int) -> pl.Expr:
+def _rsquare(x: pl.Expr, d: int, run: Running) -> pl.Expr:
     _, sxy, sxx = _fit(x, d)
-    var = _var(x, d)
+    var = run.var(x, d)
     return pl.when(var.sqrt() > FLAT_STD).then(sxy * sxy / (sxx * (d - 1) * var))
 
 
@@ -142,11 +159,6 @@ def _rank(x: pl.Expr, d: int) -> pl.Expr:
     return x.map_batches(_over_windows("rank", d), return_dtype=pl.Float64)
 
 
-def _corr(a: pl.Expr, b: pl.Expr, d: int) -> pl.Expr:
-    flat = (_std(a, d) <= FLAT_STD) | (_std(b, d) <= FLAT_STD)
-    return pl.when(~flat).then(pl.rolling_corr(a, b, window_size=d).over("instrument"))
-
-
 def _share(part: pl.Expr, total: pl.Expr, d: int) -> pl.Expr:
     return _sum(part, d) / (_sum(total, d) + EPS)
 
@@ -161,8 +173,8 @@ def _rsv(d: int) -> pl.Expr:
     return (CLOSE - low) / (HIGH.rolling_max(d) - low + EPS)
 
 
-def _wvma(d: int) -> pl.Expr:
-    return _std(WEIGHTED_MOVE, d) / (_mean(WEIGHTED_MOVE, d) + EPS)
+def _wvma(d: int, run: Running) -> pl.Expr:
+    return run.std(WEIGHTED_MOVE, d) / (_mean(WEIGHTED_MOVE, d) + EPS)
 
 
 def _count_share(sign: int, d: int) -> pl.Expr:
@@ -187,37 +199,37 @@ INPUTS = {
 }
 UP, DOWN, MOVE = _up_down(CLOSE)
 VUP, VDOWN, VMOVE = _up_down(VOLUME)
-# name -> (fields, extra bars before the window, formula for window d)
-ROLLING: dict[str, tuple[frozenset[str], int, Callable[[int], pl.Expr]]] = {
-    "ROC": (F({"close"}), 1, lambda d: CLOSE.shift(d) / CLOSE),
-    "MA": (F({"close"}), 0, lambda d: _mean(CLOSE, d) / CLOSE),
-    "STD": (F({"close"}), 0, lambda d: _std(CLOSE, d) / CLOSE),
-    "BETA": (F({"close"}), 0, lambda d: _slope(CLOSE, d) / CLOSE),
-    "RSQR": (F({"close"}), 0, lambda d: _rsquare(CLOSE, d)),
-    "RESI": (F({"close"}), 0, lambda d: _resi(CLOSE, d) / CLOSE),
-    "MAX": (F({"high", "close"}), 0, lambda d: HIGH.rolling_max(d) / CLOSE),
-    "MIN": (F({"low", "close"}), 0, lambda d: LOW.rolling_min(d) / CLOSE),
-    "QTLU": (F({"close"}), 0, lambda d: CLOSE.rolling_quantile(0.8, "linear", d) / CLOSE),
-    "QTLD": (F({"close"}), 0, lambda d: CLOSE.rolling_quantile(0.2, "linear", d) / CLOSE),
-    "RANK": (F({"close"}), 0, lambda d: _rank(CLOSE, d)),
-    "RSV": (F({"high", "low", "close"}), 0, _rsv),
-    "IMAX": (F({"high"}), 0, lambda d: _idxmax(HIGH, d) / d),
-    "IMIN": (F({"low"}), 0, lambda d: _idxmin(LOW, d) / d),
-    "IMXD": (F({"high", "low"}), 0, lambda d: (_idxmax(HIGH, d) - _idxmin(LOW, d)) / d),
-    "CORR": (F({"close", "volume"}), 0, lambda d: _corr(CLOSE, LOG_VOLUME, d)),
-    "CORD": (F({"close", "volume"}), 1, lambda d: _corr(RET, LOG_VOLUME_RATIO, d)),
-    "CNTP": (F({"close"}), 1, lambda d: _count_share(1, d)),
-    "CNTN": (F({"close"}), 1, lambda d: _count_share(-1, d)),
-    "CNTD": (F({"close"}), 1, lambda d: _count_share(1, d) - _count_share(-1, d)),
-    "SUMP": (F({"close"}), 1, lambda d: _share(UP, MOVE, d)),
-    "SUMN": (F({"close"}), 1, lambda d: _share(DOWN, MOVE, d)),
-    "SUMD": (F({"close"}), 1, lambda d: _share(UP - DOWN, MOVE, d)),
-    "VMA": (F({"volume"}), 0, lambda d: _mean(VOLUME, d) / (VOLUME + EPS)),
-    "VSTD": (F({"volume"}), 0, lambda d: _std(VOLUME, d) / (VOLUME + EPS)),
+# name -> (fields, extra bars before the window, formula for window d and running kernels)
+ROLLING: dict[str, tuple[frozenset[str], int, Callable[[int, Running], pl.Expr]]] = {
+    "ROC": (F({"close"}), 1, lambda d, r: CLOSE.shift(d) / CLOSE),
+    "MA": (F({"close"}), 0, lambda d, r: _mean(CLOSE, d) / CLOSE),
+    "STD": (F({"close"}), 0, lambda d, r: r.std(CLOSE, d) / CLOSE),
+    "BETA": (F({"close"}), 0, lambda d, r: _slope(CLOSE, d) / CLOSE),
+    "RSQR": (F({"close"}), 0, lambda d, r: _rsquare(CLOSE, d, r)),
+    "RESI": (F({"close"}), 0, lambda d, r: _resi(CLOSE, d) / CLOSE),
+    "MAX": (F({"high", "close"}), 0, lambda d, r: HIGH.rolling_max(d) / CLOSE),
+    "MIN": (F({"low", "close"}), 0, lambda d, r: LOW.rolling_min(d) / CLOSE),
+    "QTLU": (F({"close"}), 0, lambda d, r: CLOSE.rolling_quantile(0.8, "linear", d) / CLOSE),
+    "QTLD": (F({"close"}), 0, lambda d, r: CLOSE.rolling_quantile(0.2, "linear", d) / CLOSE),
+    "RANK": (F({"close"}), 0, lambda d, r: _rank(CLOSE, d)),
+    "RSV": (F({"high", "low", "close"}), 0, lambda d, r: _rsv(d)),
+    "IMAX": (F({"high"}), 0, lambda d, r: _idxmax(HIGH, d) / d),
+    "IMIN": (F({"low"}), 0, lambda d, r: _idxmin(LOW, d) / d),
+    "IMXD": (F({"high", "low"}), 0, lambda d, r: (_idxmax(HIGH, d) - _idxmin(LOW, d)) / d),
+    "CORR": (F({"close", "volume"}), 0, lambda d, r: r.corr(CLOSE, LOG_VOLUME, d)),
+    "CORD": (F({"close", "volume"}), 1, lambda d, r: r.corr(RET, LOG_VOLUME_RATIO, d)),
+    "CNTP": (F({"close"}), 1, lambda d, r: _count_share(1, d)),
+    "CNTN": (F({"close"}), 1, lambda d, r: _count_share(-1, d)),
+    "CNTD": (F({"close"}), 1, lambda d, r: _count_share(1, d) - _count_share(-1, d)),
+    "SUMP": (F({"close"}), 1, lambda d, r: _share(UP, MOVE, d)),
+    "SUMN": (F({"close"}), 1, lambda d, r: _share(DOWN, MOVE, d)),
+    "SUMD": (F({"close"}), 1, lambda d, r: _share(UP - DOWN, MOVE, d)),
+    "VMA": (F({"volume"}), 0, lambda d, r: _mean(VOLUME, d) / (VOLUME + EPS)),
+    "VSTD": (F({"volume"}), 0, lambda d, r: r.std(VOLUME, d) / (VOLUME + EPS)),
     "WVMA": (F({"close", "volume"}), 1, _wvma),
-    "VSUMP": (F({"volume"}), 1, lambda d: _share(VUP, VMOVE, d)),
-    "VSUMN": (F({"volume"}), 1, lambda d: _share(VDOWN, VMOVE, d)),
-    "VSUMD": (F({"volume"}), 1, lambda d: _share(VUP - VDOWN, VMOVE, d)),
+    "VSUMP": (F({"volume"}), 1, lambda d, r: _share(VUP, VMOVE, d)),
+    "VSUMN": (F({"volume"}), 1, lambda d, r: _share(VDOWN, VMOVE, d)),
+    "VSUMD": (F({"volume"}), 1, lambda d, r: _share(VUP - VDOWN, VMOVE, d)),
 }
 RANGE = HIGH - LOW + EPS
 BODY_TOP, BODY_BOTTOM = pl.max_horizontal(OPEN, CLOSE), pl.min_horizontal(OPEN, CLOSE)
@@ -237,14 +249,21 @@ KBAR = {
     "LOW0": LOW / CLOSE,
 }
 OHLC = F({"open", "high", "low", "close"})
-FACTORS: tuple[Factor, ...] = (
-    *(Factor(name, OHLC, 1, expr) for name, expr in KBAR.items()),
-    *(
-        Factor(f"{family}{d}", fields, d + extra, formula(d))
-        for family, (fields, extra, formula) in ROLLING.items()
-        for d in WINDOWS
-    ),
-)
+
+
+def _factors(run: Running) -> tuple[Factor, ...]:
+    return (
+        *(Factor(name, OHLC, 1, expr) for name, expr in KBAR.items()),
+        *(
+            Factor(f"{family}{d}", fields, d + extra, formula(d, run))
+            for family, (fields, extra, formula) in ROLLING.items()
+            for d in WINDOWS
+        ),
+    )
+
+
+FACTORS = _factors(Running(per_instrument=True))
+_LATEST = {f.name: f for f in _factors(Running(per_instrument=False))}
 ALPHA158_COLUMNS = tuple(f.name for f in FACTORS)
 CLOSE_ONLY_COLUMNS = tuple(f.name for f in FACTORS if f.fields <= {"close"})
 
@@ -287,9 +306,14 @@ def alpha158_expressions(factors: list[Factor] | None = None) -> dict[str, pl.Ex
     return {f.name: pl.when(row >= f.history - 1).then(f.expr).cast(pl.Float64) for f in chosen}
 
 
-def compute_alpha158(bars: pl.DataFrame) -> pl.DataFrame:
-    """One row per input bar: (instrument, date) + every applicable factor, sorted by key."""
+def compute_alpha158(bars: pl.DataFrame, per_instrument: bool = True) -> pl.DataFrame:
+    """One row per input bar: (instrument, date) + every applicable factor, sorted by key.
+
+    ``per_instrument=False`` is for frames with no bar after the day of interest (see Running).
+    """
     factors, _ = applicable_factors(bars)
+    if not per_instrument:
+        factors = [_LATEST[f.name] for f in factors]
     values = alpha158_frame(bars, factors).select(*KEY, **alpha158_expressions(factors))
     finite = (pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)) for f in factors)
     return values.with_columns(finite).collect()
@@ -298,4 +322,5 @@ def compute_alpha158(bars: pl.DataFrame) -> pl.DataFrame:
 def latest_alpha158(bars: pl.DataFrame) -> pl.DataFrame:
     """Each instrument's last date computed from its last ``alpha158_lookback()`` bars only."""
     tail = last_sessions(bars, alpha158_lookback())
-    return compute_alpha158(tail).group_by("instrument", maintain_order=True).tail(1)
+    latest = compute_alpha158(tail, per_instrument=False)
+    return latest.group_by("instrument", maintain_order=True).tail(1)

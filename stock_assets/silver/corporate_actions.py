@@ -31,7 +31,7 @@ from stock_assets.resources.lake import LakeResource
 from stock_assets.silver import MARKET_GROUP
 from stock_assets.table_assets import table_asset
 
-CURATED_PATH = Path(__file__).resolve().parent.parent / "market" / "curated_corporate_actions.csv"
+CURATED_PATH = Path(__file__).with_name("curated_corporate_actions.csv")
 # 3:2 is left to the curated table: a -33% news crash with a volume spike looks the same
 # (two false 3:2 "splits" in NVDA 2004-08-06 and 2008-07-03 when it was allowed).
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 0.5, 1 / 3, 0.25, 0.2, 0.1)

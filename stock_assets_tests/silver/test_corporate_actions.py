@@ -1,4 +1,4 @@
-"""Corporate actions on the REAL events of the bundled sp500_2009 set (DESIGN.md, "Data quirks")."""
+"""Corporate actions on the REAL events of the bundled sp500_2009 set (docs/DATA.md)."""
 
 import datetime as dt
 

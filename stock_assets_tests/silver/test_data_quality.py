@@ -35,7 +35,7 @@ def test_report_counts_the_real_quirks_of_each_data_set(tmp_path, sp500):
     assert sp["missing_stock_days"] == 270 and sp["instruments_with_missing_days"] == 114
     assert sp["adjustments_applied"] == 6 and sp["ticker_changes"] == 2
     assert sp["events_needing_review"] == 0 and not sp["close_only"]
-    assert sp["low_dollar_volume_symbols"] == 263  # volumes ~100x too small (DESIGN.md)
+    assert sp["low_dollar_volume_symbols"] == 263  # volumes ~100x too small (docs/DATA.md)
     co = report["sp500_1990_adjclose"]
     assert co["close_only"] and co["zero_volume_days"] == co["bars"] == close_only.height
     assert co["missing_trading_days"] == 0 and co["adjustments_applied"] == 0
