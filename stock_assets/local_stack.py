@@ -91,7 +91,8 @@ def _ensure_running(process: subprocess.Popen) -> None:
 def _wait_for_pipeline(
     kafka: KafkaResource, lake: LakeResource, topic: str, dagster: subprocess.Popen
 ) -> None:
-    """Print progress until bronze holds every offset and silver and adjusted hold every bar."""
+    """Print progress until bronze holds every offset and silver, adjusted bars and features
+    hold every bar."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         _ensure_running(dagster)
@@ -101,12 +102,13 @@ def _wait_for_pipeline(
         bronze = _rows(lake, tables.BRONZE_MARKET_BARS, pl.struct("ticker", "date").n_unique())
         silver = _rows(lake, tables.DAILY_BARS)
         adjusted = _rows(lake, tables.ADJUSTED_DAILY_BARS)
+        features = _rows(lake, tables.GOLD_DAILY_FEATURES)
         print(
-            f"  kafka lag {behind:>7} | bronze ticker-days {bronze:>7} "
-            f"| silver rows {silver:>7} | adjusted rows {adjusted:>7}",
+            f"  kafka lag {behind:>7} | bronze ticker-days {bronze:>7} | silver rows {silver:>7} "
+            f"| adjusted rows {adjusted:>7} | feature rows {features:>7}",
             flush=True,
         )
-        if behind == 0 and bronze and silver >= bronze and adjusted >= silver:
+        if behind == 0 and bronze and silver >= bronze and adjusted >= silver <= features:
             return
         time.sleep(10)
     print("  still catching up; watch the runs in the UI")

@@ -25,7 +25,7 @@ from talib import abstract
 
 from stock_assets.gold.bars import COLUMN, KEY, available_fields, last_sessions, prepare
 
-TOLERANCE = 1e-9  # |incremental - full| <= TOLERANCE * (|full| + scale): see Indicator.scale
+TOLERANCE = 1e-9  # |incremental - full| <= TOLERANCE * (|full| + scale), scale per Indicator.unit
 POINTS_SCALE = 100.0  # RSI, STOCH, WILLR, CCI, ADX, MFI (0..100) and ROC (percent)
 
 
@@ -216,8 +216,8 @@ def latest_indicators(bars: pl.DataFrame, previous: pl.DataFrame | None = None) 
         )
     )
     stored = previous.select("instrument", pl.col("date").alias("prior_date"), *totals)
-    joined = latest.drop(totals).join(steps, on="instrument", how="left")
-    joined = joined.join(stored, on=["instrument", "prior_date"], how="left")
+    joined = latest.drop(totals).join(steps, on="instrument", how="left", maintain_order="left")
+    joined = joined.join(stored, on=["instrument", "prior_date"], how="left", maintain_order="left")
     continued = (
         pl.when(pl.col("bars") == 2).then(pl.col(c) + pl.col(f"step_{c}")).alias(c) for c in totals
     )
