@@ -26,7 +26,7 @@ from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_pro
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
-CATCH_UP_TIMEOUT_S = 900
+CATCH_UP_TIMEOUT_S = 1800
 
 
 def _interrupt(signum, _frame) -> None:

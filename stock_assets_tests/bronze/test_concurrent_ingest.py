@@ -98,6 +98,26 @@ def assert_each_offset_once(lake, topic: str, ends: dict[int, int]) -> None:
     assert lake.scan(tables.BRONZE_MARKET_BARS_QUARANTINE).collect().height == len(BAD)
 
 
+def race(kafka, lake, topic: str, batch_sizes: tuple[int, ...]) -> list:
+    """One in-process ingest per batch size, all at once; small passes make writers interleave
+    their commits instead of one taking it all. Returns every pass's report."""
+    reports, errors = [], []
+
+    def ingest(batch: int) -> None:
+        try:
+            reports.extend(catch_up(kafka, lake, MARKET_BARS, topic, batch))
+        except Exception as exc:  # pragma: no cover - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest, args=(n,)) for n in batch_sizes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+    return reports
+
+
 @pytest.fixture
 def bars(sp500) -> pl.DataFrame:
     return sp500.filter(pl.col("date") <= pl.date(2009, 9, 30)).head(6000)
@@ -113,20 +133,7 @@ def test_concurrent_threads_store_every_offset_exactly_once(
         topic = fresh_topic(3)
         ends = publish(kafka, topic, bars)
         lake = LakeResource(root=str(tmp_path / f"lake-{round_}"))
-        reports, errors = [], []
-
-        def ingest(batch: int, reports=reports, errors=errors, topic=topic, lake=lake):
-            try:  # small passes: writers interleave commits instead of one taking it all
-                reports.extend(catch_up(kafka, lake, MARKET_BARS, topic, batch))
-            except Exception as exc:  # pragma: no cover - reported by the assertion below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=ingest, args=(n,)) for n in (700, 1000, 1500, 5000)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not errors, errors
+        reports = race(kafka, lake, topic, (700, 1000, 1500, 5000))
         assert_each_offset_once(lake, topic, ends)
         # the fence was exercised: some writer found rows another had stored first
         assert sum(r.stored for r in reports) == bars.height
@@ -191,18 +198,5 @@ def test_concurrent_threads_on_an_s3_lake(kafka_bootstrap, fresh_topic, s3_lake,
         topic = fresh_topic(3)
         ends = publish(kafka, topic, bars)
         lake, _ = s3_lake(f"threads-{round_}")
-        errors = []
-
-        def ingest(batch, topic=topic, lake=lake, errors=errors):
-            try:
-                catch_up(kafka, lake, MARKET_BARS, topic, batch)
-            except Exception as exc:  # pragma: no cover
-                errors.append(exc)
-
-        threads = [threading.Thread(target=ingest, args=(n,)) for n in (800, 1300, 6000)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=180)
-        assert not errors, errors
+        race(kafka, lake, topic, (800, 1300, 6000))
         assert_each_offset_once(lake, topic, ends)
