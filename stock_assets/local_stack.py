@@ -151,7 +151,7 @@ def _wait_for_webserver(ui_port: int, timeout_s: float = 180) -> None:
     raise TimeoutError(f"Dagster webserver on port {ui_port} did not answer in {timeout_s}s")
 
 
-def backfill_history(ui_port: int, asset_keys: list, title: str) -> None:
+def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
     """Launch the history of ``asset_keys`` as a Dagster backfill (the UI's "Materialize all")."""
     params = {
         "assetSelection": [{"path": list(key.path)} for key in asset_keys],
@@ -161,9 +161,13 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> None:
     launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
     if launched["__typename"] != "LaunchBackfillSuccess":
         print(f"  backfill not launched: {launched}", flush=True)
-        return
+        return None
     backfill_id = launched["backfillId"]
     print(f"  backfill {backfill_id}: {title}", flush=True)
+    return backfill_id
+
+
+def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     status = "REQUESTED"
     while status == "REQUESTED" and time.monotonic() < deadline:
@@ -222,15 +226,17 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             start_new_session=True,
         )  # fmt: skip
         print(f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port}", flush=True)
-        print("sensors ingest the topic into bronze, then build silver daily bars:", flush=True)
-        _wait_for_pipeline(kafka, lake, topic, dagster)
-        altdata = _altdata_keys()
+        altdata, backfill = _altdata_keys(), None
         if all(lake.exists(tables.table("/".join(key.path))) for key in altdata):
             print("alternative data already in the lake: not backfilling again", flush=True)
-        else:
+        else:  # first, so features computed from the bars find their context
             print("alternative data (macro, news, earnings, membership): backfilling history")
             _wait_for_webserver(ui_port)
-            backfill_history(ui_port, altdata, "make run: history of alternative data")
+            backfill = backfill_history(ui_port, altdata, "make run: history of alternative data")
+        print("sensors ingest the topic into bronze, then build silver and features:", flush=True)
+        _wait_for_pipeline(kafka, lake, topic, dagster)
+        if backfill:
+            wait_for_backfill(ui_port, backfill)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"
