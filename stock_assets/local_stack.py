@@ -167,6 +167,35 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
     return backfill_id
 
 
+def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str | None:
+    """Features a chain run computed before the alternative data landed have no universe
+    (``in_universe`` null): recompute their sessions as one single-run backfill."""
+    missing = (
+        lake.scan(tables.GOLD_DAILY_FEATURES)
+        .filter(pl.col("in_universe").is_null())
+        .select(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"))
+        .collect()
+    )
+    first, last = missing.row(0)
+    if first is None:
+        return None
+    params = {
+        "partitionsByAssets": [
+            {
+                "assetKey": {"path": tables.GOLD_DAILY_FEATURES.key_path},
+                "partitions": {"range": {"start": str(first), "end": str(last)}},
+            }
+        ],
+        "title": "make run: features again, now with their context",
+    }
+    launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        print(f"  backfill not launched: {launched}", flush=True)
+        return None
+    print(f"  backfill {launched['backfillId']}: features {first}..{last} with context", flush=True)
+    return launched["backfillId"]
+
+
 def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     status = "REQUESTED"
@@ -237,6 +266,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
         _wait_for_pipeline(kafka, lake, topic, dagster)
         if backfill:
             wait_for_backfill(ui_port, backfill)
+            again = recompute_features_without_context(ui_port, lake)
+            if again:
+                wait_for_backfill(ui_port, again)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"
