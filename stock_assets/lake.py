@@ -159,9 +159,9 @@ class LakeIO:
         already stores (application transaction per topic-partition), and commits the rest with
         the new last offsets at exactly V + 1 (``max_commit_retries=0`` on the snapshot that was
         checked; the commit file is put-if-absent, locally and on S3). If another writer took
-        V + 1 first, the round is lost and repeated on the new version. delta-rs would otherwise
-        rebase a blind append onto the newer version without comparing application
-        transactions, and two ingests of one range would both commit it.
+        V + 1 first, the round is lost and repeated on the new version. An append by URI would
+        re-read the table after the offsets were checked, and delta-rs accepts an application
+        transaction already stored, so two ingests of one range would both commit it.
         """
         arrow = conform(table, rows)
         for attempt in range(FENCED_ROUNDS):
