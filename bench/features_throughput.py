@@ -51,6 +51,7 @@ from stock_assets.gold.indicators import (  # noqa: E402
     indicator_lookback,
     latest_indicators,
 )
+from stock_assets.gold.qlib_binary import write_qlib_provider  # noqa: E402
 from stock_assets.pit import adjust_bars  # noqa: E402
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated  # noqa: E402
 
@@ -171,28 +172,6 @@ def pandas_indicators(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.groupby("instrument", group_keys=False)[PRICES].apply(_pandas_one)
 
 
-def write_qlib(root: Path, bars: pl.DataFrame) -> tuple[list[str], list[str]]:
-    """Qlib's binary layout (see stock_assets_tests/test_gold_alpha158.py); float32."""
-    calendar = sorted(bars["date"].unique().to_list())
-    position = {d: i for i, d in enumerate(calendar)}
-    (root / "calendars").mkdir(parents=True)
-    (root / "calendars" / "day.txt").write_text("".join(f"{d}\n" for d in calendar))
-    (root / "instruments").mkdir()
-    lines = []
-    for (instrument,), one in bars.sort(KEY).group_by("instrument", maintain_order=True):
-        index = np.array([position[d] for d in one["date"].to_list()])
-        first, last = int(index[0]), int(index[-1])
-        lines.append(f"{instrument}\t{calendar[first]}\t{calendar[last]}\n")
-        folder = root / "features" / instrument.lower()
-        folder.mkdir(parents=True)
-        for field in ("open", "high", "low", "close", "volume"):
-            values = np.full(last - first + 1, np.nan, dtype="<f4")
-            values[index - first] = one[f"adj_{field}"].to_numpy()
-            np.concatenate([[first], values]).astype("<f4").tofile(folder / f"{field}.day.bin")
-    (root / "instruments" / "all.txt").write_text("".join(lines))
-    return [str(calendar[0]), str(calendar[-1])], sorted(bars["instrument"].unique().to_list())
-
-
 def qlib_alpha158(root: Path, span: list[str], instruments: list[str]) -> pd.DataFrame:
     """D.features with Alpha158's expressions, caches off, recorder skipped (needs mlflow)."""
     from qlib.config import C
@@ -255,7 +234,7 @@ def bench_set(name: str, bars: pl.DataFrame, args: argparse.Namespace) -> None:
         keep = sorted(bars["instrument"].unique().to_list())[:: n_inst // args.qlib_sample]
         sample = bars.filter(pl.col("instrument").is_in(keep))
     with tempfile.TemporaryDirectory() as tmp:
-        span, instruments = write_qlib(Path(tmp), sample)
+        span, instruments = write_qlib_provider(Path(tmp), sample)
         qlib, qlib_cpu, _ = timed(lambda: qlib_alpha158(Path(tmp), span, instruments), 1)
     scale = n_inst / len(instruments)
     note = "" if scale == 1 else f" = {len(instruments)} instruments x {scale:.2f}"

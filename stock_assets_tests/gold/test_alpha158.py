@@ -26,11 +26,11 @@ from stock_assets.gold.alpha158 import (
     latest_alpha158,
 )
 from stock_assets.gold.bars import KEY, last_sessions
+from stock_assets.gold.qlib_binary import write_qlib_provider
 from stock_assets.pit import adjust_bars
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
 
 PRICES = ["adj_open", "adj_high", "adj_low", "adj_close", "adj_volume"]
-QLIB_FIELDS = ("open", "high", "low", "close", "volume")  # no $vwap: see ABSENT
 RTOL, ATOL = 1e-6, 1e-9
 # Deliberate differences from Qlib (docs/FEATURES.md), each handled by the comparison below.
 DIFFERENCES = {
@@ -54,28 +54,6 @@ class WideFeatureStorage(FileFeatureStorage):
     def __getitem__(self, i):
         out = super().__getitem__(i)
         return out.astype(np.float64) if isinstance(out, pd.Series) else out
-
-
-def write_qlib_provider(root, bars: pl.DataFrame) -> list[str]:
-    """Qlib's binary day-frequency layout; a missing stock-day is NaN, as Qlib's dump writes it."""
-    calendar = sorted(bars["date"].unique().to_list())
-    position = {d: i for i, d in enumerate(calendar)}
-    (root / "calendars").mkdir(parents=True)
-    (root / "calendars" / "day.txt").write_text("".join(f"{d}\n" for d in calendar))
-    lines = []
-    for (instrument,), one in bars.sort(KEY).group_by("instrument", maintain_order=True):
-        index = np.array([position[d] for d in one["date"].to_list()])
-        first, last = int(index[0]), int(index[-1])
-        lines.append(f"{instrument}\t{calendar[first]}\t{calendar[last]}\n")
-        folder = root / "features" / instrument.lower()
-        folder.mkdir(parents=True)
-        for field in QLIB_FIELDS:
-            values = np.full(last - first + 1, np.nan, dtype="<f4")
-            values[index - first] = one[f"adj_{field}"].to_numpy()
-            np.concatenate([[first], values]).astype("<f4").tofile(folder / f"{field}.day.bin")
-    (root / "instruments").mkdir()
-    (root / "instruments" / "all.txt").write_text("".join(lines))
-    return [str(d) for d in (calendar[0], calendar[-1])]
 
 
 def init_qlib(provider, storage: type | None = None) -> None:
@@ -134,7 +112,7 @@ def oracle(tmp_path_factory, sp500_adjusted):
     bars = sp500_adjusted.filter(pl.col("instrument").is_in(picked.tolist()))
     bars = bars.with_columns(pl.col(PRICES).cast(pl.Float32).cast(pl.Float64))
     provider = tmp_path_factory.mktemp("qlib")
-    span = write_qlib_provider(provider, bars)
+    span, _ = write_qlib_provider(provider, bars)
     calendar = {d: i for i, d in enumerate(sorted(sp500_adjusted["date"].unique().to_list()))}
     ours = compute_alpha158(bars)
     theirs = qlib_alpha158(provider, span, sorted(picked.tolist()))
