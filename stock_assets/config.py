@@ -25,6 +25,11 @@ def lake_root() -> str:
     return os.environ.get("STOCK_LAKE_ROOT", str(state_dir() / "lake"))
 
 
+def feast_repo_dir() -> Path:
+    """The Feast repo: feature_store.yaml, the file registry, the SQLite online store."""
+    return Path(os.environ.get("STOCK_FEAST_REPO", state_dir() / "feast")).resolve()
+
+
 def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME", state_dir() / "dagster_home")).resolve()
 

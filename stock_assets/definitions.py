@@ -6,6 +6,7 @@ import dagster as dg
 
 from stock_assets.bronze.market_bars import market_bars
 from stock_assets.bronze.news_articles import news_articles
+from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, NewsSource
@@ -47,6 +48,7 @@ def build_resources() -> dict:
     return {
         "kafka": KafkaResource.from_env(),
         "lake": LakeResource.from_env(),
+        "feast": FeastResource.from_env(),
         "macro_source": MacroSource.from_env(),
         "news_source": NewsSource.from_env(),
         "earnings_source": EarningsSource.from_env(),

@@ -123,8 +123,11 @@ class LakeIO:
         return delta
 
     # -- reads ----------------------------------------------------------------------------------
-    def scan(self, table: Table) -> pl.LazyFrame:
-        return pl.scan_delta(self.uri(table), storage_options=self.storage_options or None)
+    def scan(self, table: Table, version: int | None = None) -> pl.LazyFrame:
+        """The table lazily, at its latest version or at ``version`` (Delta time travel)."""
+        return pl.scan_delta(
+            self.uri(table), version=version, storage_options=self.storage_options or None
+        )
 
     def read(self, table: Table) -> pl.DataFrame:
         """The whole table; an empty frame with the catalog schema when it does not exist yet."""
@@ -132,15 +135,18 @@ class LakeIO:
             return pl.DataFrame(schema=dict(table.schema))
         return self.scan(table).collect()
 
-    def read_dates(self, table: Table, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Every row with ``start <= date <= end`` (inclusive both ends, as Dagster ranges are)."""
+    def read_dates(
+        self, table: Table, start: dt.date, end: dt.date, version: int | None = None
+    ) -> pl.DataFrame:
+        """Every row with ``start <= date <= end`` (inclusive both ends, as Dagster ranges are),
+        at the latest version or at ``version``."""
         if not self.exists(table):
             raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet")
         column = _date_column(table)
         filters = [pl.col(column).is_between(pl.lit(start), pl.lit(end), closed="both")]
         if "month" in table.partition_by:  # prune files by the partition column as well
             filters.append(pl.col("month").is_between(pl.lit(_month(start)), pl.lit(_month(end))))
-        return self.scan(table).filter(*filters).collect()
+        return self.scan(table, version).filter(*filters).collect()
 
     def transaction_versions(self, table: Table, app_ids: Sequence[str]) -> dict[str, int | None]:
         """Last version recorded per application id (for Kafka: last offset stored)."""

