@@ -6,6 +6,7 @@ after a grace period): servers on these machines may ignore SIGTERM.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -22,7 +23,11 @@ from stock_assets import config, tables
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.replay import replay, select_bars
+from stock_assets.feast import feature_store as fs
+from stock_assets.feast.daily_features_offline import OFFLINE_KEY
+from stock_assets.feast.daily_features_online import ONLINE_KEY
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
+from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
@@ -169,7 +174,8 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
 
 def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str | None:
     """Features a chain run computed before the alternative data landed have no universe
-    (``in_universe`` null): recompute their sessions as one single-run backfill."""
+    (``in_universe`` null): recompute their sessions, and reload them into Feast, as one
+    single-run backfill."""
     missing = (
         lake.scan(tables.GOLD_DAILY_FEATURES)
         .filter(pl.col("in_universe").is_null())
@@ -179,12 +185,14 @@ def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str 
     first, last = missing.row(0)
     if first is None:
         return None
+    keys = [tables.GOLD_DAILY_FEATURES.key_path, OFFLINE_KEY.path, ONLINE_KEY.path]
     params = {
         "partitionsByAssets": [
             {
-                "assetKey": {"path": tables.GOLD_DAILY_FEATURES.key_path},
+                "assetKey": {"path": list(path)},
                 "partitions": {"range": {"start": str(first), "end": str(last)}},
             }
+            for path in keys
         ],
         "title": "make run: features again, now with their context",
     }
@@ -205,6 +213,21 @@ def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
             "partitionBackfillOrError"
         ]["status"]
         print(f"  backfill {backfill_id}: {status}", flush=True)
+
+
+def online_store_summary(lake: LakeResource) -> str:
+    """What the Feast online store answers for the newest feature session."""
+    if not lake.exists(tables.GOLD_DAILY_FEATURES):
+        return "online store: no features yet"
+    newest = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("date").max()).collect().item()
+    tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, newest, newest)["ticker"].to_list()
+    try:
+        store = fs.open_store(FeastResource.from_env().settings())
+        online = fs.online_features(store, tickers, dt.timedelta(0), now=fs.event_time(newest))
+    except Exception as error:  # the summary must not take the stack down
+        return f"online store: not readable yet ({type(error).__name__}: {error})"
+    current = int((online[fs.EVENT_TS] == fs.event_time(newest)).sum())
+    return f"online store: {current} of {len(tickers)} tickers answer as of {newest}'s close"
 
 
 def _altdata_keys() -> list:
@@ -269,6 +292,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             again = recompute_features_without_context(ui_port, lake)
             if again:
                 wait_for_backfill(ui_port, again)
+        print(online_store_summary(lake), flush=True)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"

@@ -19,7 +19,7 @@ import dagster as dg
 
 from stock_assets import tables
 from stock_assets.calendar import EXCHANGE_TIMEZONE, sessions_before
-from stock_assets.gold.online_features import FEAST_ASSETS
+from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.silver.macro_indicators import MACRO_PARTITIONS
 from stock_assets.silver.news_sentiment import NEWS_PARTITIONS

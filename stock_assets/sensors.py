@@ -17,8 +17,8 @@ from stock_assets.bronze.contract import TopicContract
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.news_articles import NEWS_ARTICLES
+from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
-from stock_assets.gold.online_features import FEAST_ASSETS
 from stock_assets.partitions import range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource

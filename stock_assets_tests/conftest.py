@@ -30,7 +30,10 @@ from stock_assets import tables
 from stock_assets.bronze.market_bars import market_bars
 from stock_assets.bronze.news_articles import encode_article, news_articles
 from stock_assets.bronze.replay import select_bars
+from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
 from stock_assets.lake import LakeIO, month_column
+from stock_assets.partitions import range_tags
+from stock_assets.pit import adjust_bars
 from stock_assets.resources.broker import (
     EmbeddedBroker,
     ensure_topic,
@@ -38,6 +41,7 @@ from stock_assets.resources.broker import (
     stop_process_group,
 )
 from stock_assets.resources.feast import FeastResource
+from stock_assets.resources.lake import LakeResource
 from stock_assets.sensors import (
     BAR_CHAIN_ASSETS,
     BAR_CHAIN_CHECKS,
@@ -276,3 +280,27 @@ def build_silver_from_sensor(instance, lake, cursor=None) -> tuple[list[dg.RunRe
         ]
         assert not blocking_failures, blocking_failures
     return requests, context.cursor
+
+
+# -- real features: the S&P 500 year adjusted and built once per session ---------------------------
+FIRST, LAST = dt.date(2009, 8, 21), dt.date(2010, 8, 20)
+
+
+@pytest.fixture(scope="session")
+def adjusted(sp500, events) -> pl.DataFrame:
+    return adjust_bars(sp500, events)
+
+
+@pytest.fixture(scope="session")
+def lake_with_features(tmp_path_factory, adjusted):
+    """The whole year built by one run (what a backfill or the first sensor range does)."""
+    lake = LakeResource(root=str(tmp_path_factory.mktemp("gold") / "lake"))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
+    result = dg.materialize(
+        [daily_features, DAILY_FEATURES_CHECKS.asset_check()],
+        resources={"lake": lake},
+        tags=range_tags(FIRST.isoformat(), LAST.isoformat()),
+    )
+    assert result.success
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    return lake

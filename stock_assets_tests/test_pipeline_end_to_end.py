@@ -12,7 +12,7 @@ import pytest
 from stock_assets import tables
 from stock_assets.bronze.market_bars import MARKET_BARS, encode_bar, market_bars
 from stock_assets.bronze.replay import replay
-from stock_assets.gold import feature_store as fs
+from stock_assets.feast import feature_store as fs
 from stock_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -96,6 +96,19 @@ def test_real_bars_flow_from_kafka_to_silver_with_every_record_accounted_for(pip
         assert after["open"].item() / before["close"].item() < 0.6  # raw: a fake -50% night
         assert abs(after["adj_open"].item() / before["adj_close"].item() - 1) < 0.06
 
+    # the same chain served the newest session's features from Feast's online store
+    store = fs.open_store(feast_beside(lake).settings())
+    newest = lake.read_dates(tables.GOLD_DAILY_FEATURES, dt.date(2010, 6, 11), dt.date(2010, 6, 11))
+    online = fs.online_features(
+        store,
+        newest["ticker"].to_list(),
+        dt.timedelta(days=1),
+        now=fs.event_time(newest["date"][0]),
+    )
+    assert online["status"].unique().to_list() == ["fresh"]
+    assert online[fs.VERSION].unique().to_list() == [lake.version(tables.GOLD_DAILY_FEATURES)]
+    assert online["rsi_14"].to_list() == newest["rsi_14"].fill_nan(None).to_list()
+
 
 def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline, sp500):
     topic, kafka, lake, instance = pipeline
@@ -129,16 +142,3 @@ def test_replayed_range_is_stored_once_and_a_correction_wins_in_silver(pipeline,
     fixed = silver.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 6, 2))
     assert fixed["close"].to_list() == [c + 0.25] and fixed["source"].to_list() == ["correction"]
     assert lake.read(MARKET_BARS.bronze).height == bars.height + 1
-
-    # the same chain served the newest session's features from Feast's online store
-    store = fs.open_store(feast_beside(lake).settings())
-    newest = lake.read_dates(tables.GOLD_DAILY_FEATURES, dt.date(2010, 6, 11), dt.date(2010, 6, 11))
-    online = fs.online_features(
-        store,
-        newest["ticker"].to_list(),
-        dt.timedelta(days=1),
-        now=fs.event_time(newest["date"][0]),
-    )
-    assert online["status"].unique().to_list() == ["fresh"]
-    assert online[fs.VERSION].unique().to_list() == [lake.version(tables.GOLD_DAILY_FEATURES)]
-    assert online["rsi_14"].to_list() == newest["rsi_14"].fill_nan(None).to_list()

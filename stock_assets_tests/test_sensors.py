@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from stock_assets import tables
-from stock_assets.gold.online_features import ONLINE_FRESH, ONLINE_KEY
+from stock_assets.feast.daily_features_online import ONLINE_FRESH, ONLINE_KEY
 from stock_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_assets.resources.broker import free_port
 from stock_assets.resources.kafka import KafkaResource

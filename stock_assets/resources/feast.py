@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from stock_assets import config
-from stock_assets.gold.feature_store import FeatureStoreSettings
+from stock_assets.feast.feature_store import FeatureStoreSettings
 
 
 class FeastResource(dg.ConfigurableResource):

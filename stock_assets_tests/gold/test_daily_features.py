@@ -9,7 +9,7 @@ from polars.testing import assert_frame_equal
 
 from stock_assets import tables
 from stock_assets.gold.assemble import Context, assemble
-from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import FLOAT_FEATURES, SCHEMA
 from stock_assets.partitions import range_tags
 from stock_assets.pit import ANNOUNCE_DAYS, adjust_bars, members_on
@@ -20,8 +20,8 @@ from stock_assets.silver.index_membership import parse_intervals
 from stock_assets.silver.macro_indicators import not_observed, parse_observations
 from stock_assets.silver.market_sentiment import daily_sentiment
 from stock_assets.silver.news_sentiment import parse_articles, score_articles
+from stock_assets_tests.conftest import FIRST, LAST
 
-FIRST, LAST = dt.date(2009, 8, 21), dt.date(2010, 8, 20)
 TOLERANCE = 1e-9  # the indicators' stated tolerance for a lookback computation (FEATURES.md)
 
 
@@ -49,11 +49,6 @@ def context_sources():
     return macro, earnings, intervals, daily_sentiment(score_articles(articles))
 
 
-@pytest.fixture(scope="module")
-def adjusted(sp500, events) -> pl.DataFrame:
-    return adjust_bars(sp500, events)
-
-
 def make_context(context_sources, start, end, adjusted) -> Context:
     macro, earnings, intervals, sentiment = context_sources
     days = sorted(adjusted.filter(pl.col("date").is_between(start, end))["date"].unique())
@@ -64,21 +59,6 @@ def make_context(context_sources, start, end, adjusted) -> Context:
         universe=members_on(intervals, days),
         first_bars=adjusted.group_by("instrument").agg(pl.col("date").min().alias("first_date")),
     )
-
-
-@pytest.fixture(scope="module")
-def lake_with_features(tmp_path_factory, adjusted):
-    """The whole year built by one run (what a backfill or the first sensor range does)."""
-    lake = LakeResource(root=str(tmp_path_factory.mktemp("gold") / "lake"))
-    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
-    result = dg.materialize(
-        [daily_features, DAILY_FEATURES_CHECKS.asset_check()],
-        resources={"lake": lake},
-        tags=range_tags(FIRST.isoformat(), LAST.isoformat()),
-    )
-    assert result.success
-    assert all(c.passed for c in result.get_asset_check_evaluations())
-    return lake
 
 
 def test_one_session_materialized_alone_equals_the_full_history_run(lake_with_features):

@@ -33,6 +33,7 @@ from feast import types as feast_types
 from feast.data_format import ParquetFormat
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+WRITER_POOL = "feast_store"  # Dagster pool (limit 1): snapshot, registry and online store writers
 ENTITY = "ticker"
 VIEW = "daily_features"
 VERSION = "feature_table_version"  # Delta version of gold/daily_features the row was read at

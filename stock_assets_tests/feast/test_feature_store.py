@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from stock_assets.gold import feature_store as fs
+from stock_assets.feast import feature_store as fs
 
 N_TICKERS, N_SESSIONS, N_FEATURES = 50, 300, 200
 EPOCH = dt.date(1970, 1, 1).toordinal()  # DAYNUM is the date's proleptic ordinal

@@ -1,0 +1,131 @@
+"""The Feast assets on the real S&P 500 year: online freshness, versions, historical == as-of."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from stock_assets import tables
+from stock_assets.calendar import previous_session
+from stock_assets.feast import feature_store as fs
+from stock_assets.feast.daily_features_online import (
+    FEAST_ASSETS,
+    ONLINE_FRESH,
+    daily_features_offline,
+    daily_features_online,
+    online_freshness,
+)
+from stock_assets.gold.feature_set import ONLINE_FEATURES
+from stock_assets.partitions import range_tags
+from stock_assets.resources.feast import FeastResource
+from stock_assets_tests.conftest import FIRST, LAST
+
+SERVED_AS = [
+    pl.col(n).fill_nan(None) if t == pl.Float64 else pl.col(n) for n, t in ONLINE_FEATURES.items()
+]
+
+
+def check_evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == ONLINE_FRESH
+    ]
+    return evaluation
+
+
+@pytest.fixture(scope="module")
+def served(lake_with_features, tmp_path_factory):
+    """The year loaded through the session before LAST by the chain's three assets, then LAST's
+    snapshot written alone (an online store one session behind), then LAST loaded online."""
+    lake = lake_with_features
+    feast = FeastResource(repo_dir=str(tmp_path_factory.mktemp("feast")))
+    resources = {"lake": lake, "feast": feast}
+    before_last = previous_session(LAST)
+    first = dg.materialize(
+        FEAST_ASSETS, resources=resources, tags=range_tags(str(FIRST), str(before_last))
+    )
+    assert first.success and check_evaluation(first).passed
+    assert dg.materialize(
+        [daily_features_offline], resources=resources, partition_key=str(LAST)
+    ).success
+    settings = feast.settings()
+    store = fs.open_store(settings)
+    behind = online_freshness(store, lake, settings)
+    last = dg.materialize([daily_features_online], resources=resources, partition_key=str(LAST))
+    assert last.success
+    version = lake.version(tables.GOLD_DAILY_FEATURES)
+    return lake, settings, fs.open_store(settings), behind, check_evaluation(last), version
+
+
+def test_online_store_is_checked_fresh_against_the_newest_session(served):
+    lake, settings, store, behind, after, version = served
+    tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, LAST, LAST)["ticker"]
+    assert behind.passed is False  # LAST is in the snapshot, not yet online
+    assert behind.metadata["tickers_behind"].value == tickers.len() == 499
+    assert after.passed is True
+    assert after.metadata["tickers_behind"].value == 0
+    assert after.metadata["newest_session"].value == str(LAST)
+
+    # a ticker that stopped trading (WYE, acquired 2009-10) reads as stale, one never loaded as
+    # missing (Feast itself would hand back the old row: it does not apply the TTL online)
+    now = fs.event_time(LAST) + dt.timedelta(hours=1)
+    online = fs.online_features(store, ["WYE", "AAPL", "NOSUCH"], dt.timedelta(days=4), now=now)
+    assert online["status"].to_list() == ["stale", "fresh", "missing"]
+    assert online.row(0, named=True)["rsi_14"] is not None  # the old values are still there
+
+
+def test_online_rows_equal_the_delta_rows_at_the_version_they_carry(served):
+    lake, _, store, _, _, version = served
+    newest = lake.read_dates(tables.GOLD_DAILY_FEATURES, LAST, LAST).sort("ticker")
+    online = fs.online_features(store, newest["ticker"].to_list(), dt.timedelta(days=1), now=None)
+    assert online[fs.VERSION].unique().to_list() == [version]
+    # time travel to the served version reproduces every served value exactly
+    at_version = lake.read_dates(tables.GOLD_DAILY_FEATURES, LAST, LAST, version=version)
+    want = at_version.sort("ticker").select("ticker", *SERVED_AS)
+    assert_frame_equal(online.select(want.columns), want, check_exact=True)
+    assert online["status"].unique().to_list() == ["stale"]  # by the wall clock: 2010 is old
+
+
+def test_historical_retrieval_equals_a_polars_asof_join_on_real_features(served):
+    lake, settings, store, _, _, _ = served
+    snapshot = pl.read_parquet(settings.snapshot_dir / "*.parquet")
+    gold = lake.read(tables.GOLD_DAILY_FEATURES)
+    assert snapshot.height == gold.height
+    rng = np.random.default_rng(5)
+    tickers = [*gold["ticker"].unique().sort().to_list(), "NOSUCH"]
+    start = fs.event_time(FIRST) - dt.timedelta(days=7)
+    span_us = int((fs.event_time(LAST) - start).total_seconds() * 1e6) + 10 * 86_400_000_000
+    rows = [
+        (str(rng.choice(tickers)), start + dt.timedelta(microseconds=int(rng.integers(span_us))))
+        for _ in range(3000)
+    ]
+    us = dt.timedelta(microseconds=1)
+    for ticker, day in gold.sample(200, seed=3).select("ticker", "date").iter_rows():
+        close = fs.event_time(day)
+        rows += [(ticker, close), (ticker, close - us), (ticker, close + settings.ttl + us)]
+    entity_rows = pl.DataFrame(
+        rows, schema={fs.ENTITY: pl.String, fs.EVENT_TS: fs.TIMESTAMP}, orient="row"
+    )
+    got = fs.historical_features(store, entity_rows)
+
+    features = snapshot.sort(fs.EVENT_TS)
+    want = (
+        entity_rows.with_row_index("row")
+        .sort(fs.EVENT_TS)
+        .join_asof(
+            features.rename({fs.EVENT_TS: "feature_ts"}),
+            left_on=fs.EVENT_TS,
+            right_on="feature_ts",
+            by=fs.ENTITY,
+            strategy="backward",
+            tolerance=settings.ttl,
+            check_sortedness=False,
+        )
+        .sort("row")
+        .select(fs.ENTITY, fs.EVENT_TS, fs.VERSION, *SERVED_AS)
+    )
+    assert_frame_equal(got, want, check_exact=True)
+    served_rows = got.filter(pl.col(fs.VERSION).is_not_null()).height
+    assert 0.5 * got.height < served_rows < got.height  # both outcomes occur
