@@ -6,15 +6,23 @@ import dagster as dg
 
 from stock_assets.bronze.market_bars import market_bars
 from stock_assets.bronze.news_articles import news_articles
+from stock_assets.gold.backtest import backtest
+from stock_assets.models.challenger import challenger
+from stock_assets.models.champion import champion
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.mlflow import MlflowResource
 from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, NewsSource
 from stock_assets.schedules import (
     ALTDATA_JOBS,
     ALTDATA_SCHEDULES,
+    backtest_job,
+    backtest_nightly,
     daily_features_job,
     daily_features_nightly,
+    model_refit_job,
+    model_refit_monthly,
 )
 from stock_assets.sensors import (
     BAR_CHAIN_ASSETS,
@@ -49,6 +57,7 @@ def build_resources() -> dict:
         "kafka": KafkaResource.from_env(),
         "lake": LakeResource.from_env(),
         "feast": FeastResource.from_env(),
+        "mlflow_registry": MlflowResource.from_env(),
         "macro_source": MacroSource.from_env(),
         "news_source": NewsSource.from_env(),
         "earnings_source": EarningsSource.from_env(),
@@ -68,6 +77,9 @@ defs = dg.Definitions(
             earnings_calendar,
             index_membership,
             universe,
+            challenger,
+            champion,
+            backtest,
         ]
     ),
     asset_checks=[suite.asset_check() for suite in CHECK_SUITES],
@@ -76,9 +88,16 @@ defs = dg.Definitions(
         bar_chain_job,
         ingest_news_articles_job,
         daily_features_job,
+        model_refit_job,
+        backtest_job,
         *ALTDATA_JOBS,
     ],
-    schedules=[*ALTDATA_SCHEDULES, daily_features_nightly],
+    schedules=[
+        *ALTDATA_SCHEDULES,
+        daily_features_nightly,
+        model_refit_monthly,
+        backtest_nightly,
+    ],
     sensors=[market_bars_kafka_sensor, daily_bars_sensor, news_articles_kafka_sensor],
     resources=build_resources(),
 )

@@ -24,8 +24,8 @@ from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.replay import replay, select_bars
 from stock_assets.feast import feature_store as fs
-from stock_assets.feast.daily_features_offline import OFFLINE_KEY
-from stock_assets.feast.daily_features_online import ONLINE_KEY
+from stock_assets.feast.daily_features_online import FEAST_ASSETS
+from stock_assets.partitions import range_tags
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
@@ -96,8 +96,8 @@ def _ensure_running(process: subprocess.Popen) -> None:
 def _wait_for_pipeline(
     kafka: KafkaResource, lake: LakeResource, topic: str, dagster: subprocess.Popen
 ) -> None:
-    """Print progress until bronze holds every offset and silver, adjusted bars and features
-    hold every bar."""
+    """Print progress until bronze holds every offset, silver, adjusted bars and features hold
+    every bar, and the online store answers for the newest session."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         _ensure_running(dagster)
@@ -108,12 +108,15 @@ def _wait_for_pipeline(
         silver = _rows(lake, tables.DAILY_BARS)
         adjusted = _rows(lake, tables.ADJUSTED_DAILY_BARS)
         features = _rows(lake, tables.GOLD_DAILY_FEATURES)
+        online, tickers, _, _ = online_store_status(lake)
         print(
             f"  kafka lag {behind:>7} | bronze ticker-days {bronze:>7} | silver rows {silver:>7} "
-            f"| adjusted rows {adjusted:>7} | feature rows {features:>7}",
+            f"| adjusted rows {adjusted:>7} | feature rows {features:>7} "
+            f"| online {online:>4}/{tickers}",
             flush=True,
         )
-        if behind == 0 and bronze and silver >= bronze and adjusted >= silver <= features:
+        filled = behind == 0 and bronze and silver >= bronze and adjusted >= silver <= features
+        if filled and online == tickers:
             return
         time.sleep(10)
     print("  still catching up; watch the runs in the UI")
@@ -172,10 +175,10 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
     return backfill_id
 
 
-def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str | None:
+def recompute_features_without_context(ui_port: int, lake: LakeResource):
     """Features a chain run computed before the alternative data landed have no universe
-    (``in_universe`` null): recompute their sessions, and reload them into Feast, as one
-    single-run backfill."""
+    (``in_universe`` null): recompute their sessions as one single-run backfill; returns the
+    backfill id and the sessions' range."""
     missing = (
         lake.scan(tables.GOLD_DAILY_FEATURES)
         .filter(pl.col("in_universe").is_null())
@@ -185,14 +188,12 @@ def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str 
     first, last = missing.row(0)
     if first is None:
         return None
-    keys = [tables.GOLD_DAILY_FEATURES.key_path, OFFLINE_KEY.path, ONLINE_KEY.path]
     params = {
         "partitionsByAssets": [
             {
-                "assetKey": {"path": list(path)},
+                "assetKey": {"path": tables.GOLD_DAILY_FEATURES.key_path},
                 "partitions": {"range": {"start": str(first), "end": str(last)}},
             }
-            for path in keys
         ],
         "title": "make run: features again, now with their context",
     }
@@ -201,7 +202,24 @@ def recompute_features_without_context(ui_port: int, lake: LakeResource) -> str 
         print(f"  backfill not launched: {launched}", flush=True)
         return None
     print(f"  backfill {launched['backfillId']}: features {first}..{last} with context", flush=True)
-    return launched["backfillId"]
+    return launched["backfillId"], first, last
+
+
+def refresh_feast(first: dt.date, last: dt.date) -> None:
+    """Reload recomputed sessions into Feast: one run of the Feast assets, in the instance."""
+    import dagster as dg
+
+    from stock_assets.definitions import build_resources
+
+    print(f"  Feast store: reloading {first}..{last}", flush=True)
+    result = dg.materialize(
+        FEAST_ASSETS,
+        resources=build_resources(),
+        instance=dg.DagsterInstance.get(),
+        tags=range_tags(str(first), str(last)),
+        raise_on_error=False,
+    )
+    print(f"  Feast store: {'reloaded' if result.success else 'reload failed, see the UI'}")
 
 
 def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
@@ -215,19 +233,26 @@ def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
         print(f"  backfill {backfill_id}: {status}", flush=True)
 
 
-def online_store_summary(lake: LakeResource) -> str:
-    """What the Feast online store answers for the newest feature session."""
+def online_store_status(lake: LakeResource) -> tuple[int, int, dt.date | None, str]:
+    """(tickers online as of the newest feature session, tickers that session has, it, why not)."""
     if not lake.exists(tables.GOLD_DAILY_FEATURES):
-        return "online store: no features yet"
+        return 0, 0, None, "no features yet"
     newest = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("date").max()).collect().item()
     tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, newest, newest)["ticker"].to_list()
     try:
         store = fs.open_store(FeastResource.from_env().settings())
         online = fs.online_features(store, tickers, dt.timedelta(0), now=fs.event_time(newest))
-    except Exception as error:  # the summary must not take the stack down
-        return f"online store: not readable yet ({type(error).__name__}: {error})"
+    except Exception as error:  # not applied or loaded yet: a status, not a crash
+        return 0, len(tickers), newest, f"{type(error).__name__}: {error}"
     current = int((online[fs.EVENT_TS] == fs.event_time(newest)).sum())
-    return f"online store: {current} of {len(tickers)} tickers answer as of {newest}'s close"
+    return current, len(tickers), newest, ""
+
+
+def online_store_summary(lake: LakeResource) -> str:
+    current, total, newest, problem = online_store_status(lake)
+    if problem:
+        return f"online store: not readable yet ({problem})"
+    return f"online store: {current} of {total} tickers answer as of {newest}'s close"
 
 
 def _altdata_keys() -> list:
@@ -247,8 +272,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    os.environ["DAGSTER_HOME"] = str(_prepare_dagster_home())  # this process records runs too
     env.update(
-        DAGSTER_HOME=str(_prepare_dagster_home()),
+        DAGSTER_HOME=os.environ["DAGSTER_HOME"],
         STOCK_LAKE_ROOT=config.lake_root(),
         STOCK_STATE_DIR=str(state),
     )
@@ -291,7 +317,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             wait_for_backfill(ui_port, backfill)
             again = recompute_features_without_context(ui_port, lake)
             if again:
-                wait_for_backfill(ui_port, again)
+                backfill_id, first, last = again
+                wait_for_backfill(ui_port, backfill_id)
+                refresh_feast(first, last)
         print(online_store_summary(lake), flush=True)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"

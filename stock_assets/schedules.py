@@ -20,6 +20,8 @@ import dagster as dg
 from stock_assets import tables
 from stock_assets.calendar import EXCHANGE_TIMEZONE, sessions_before
 from stock_assets.feast.daily_features_online import FEAST_ASSETS
+from stock_assets.models.challenger import CHALLENGER_KEY
+from stock_assets.models.champion import CHAMPION_KEY
 from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.silver.macro_indicators import MACRO_PARTITIONS
 from stock_assets.silver.news_sentiment import NEWS_PARTITIONS
@@ -146,3 +148,38 @@ ALTDATA_SCHEDULES = [
     earnings_calendar_schedule,
     index_membership_schedule,
 ]
+
+
+# -- models: monthly refit, nightly backtest ---------------------------------------------------
+model_refit_job = dg.define_asset_job(
+    "model_refit_job",
+    selection=dg.AssetSelection.assets(CHALLENGER_KEY, CHAMPION_KEY),
+    description="Refit the month's challenger and promote it to champion if its blocking checks "
+    "pass (validation rank IC above the floor, not worse than the champion on the same rows).",
+)
+
+
+@dg.schedule(
+    job=model_refit_job,
+    cron_schedule="0 6 1 * *",
+    execution_timezone=EXCHANGE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def model_refit_monthly(context: dg.ScheduleEvaluationContext):
+    """Before the month's first open: the model that will predict the new month."""
+    when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+    month = month_key(when.astimezone(ZoneInfo(EXCHANGE_TIMEZONE)))
+    return dg.RunRequest(run_key=f"refit@{month}", partition_key=month)
+
+
+backtest_job = dg.define_asset_job(
+    "backtest_job",
+    selection=dg.AssetSelection.assets(table_key(tables.GOLD_BACKTEST)),
+    description="Score every stored champion prediction whose outcome is known.",
+)
+backtest_nightly = dg.ScheduleDefinition(
+    job=backtest_job,
+    cron_schedule="0 23 * * 1-5",
+    execution_timezone=EXCHANGE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -19,6 +19,8 @@ from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.news_articles import NEWS_ARTICLES
 from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
+from stock_assets.gold.signals import signals
 from stock_assets.partitions import range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -29,8 +31,9 @@ from stock_assets.silver.data_quality import data_quality
 from stock_assets.table_assets import table_key
 
 # Built together, in one run per range of sessions (the streaming path): bars, the events they
-# reveal, the adjusted view and the quality report, then the sessions' features and their Feast
-# snapshot and online rows; blocking checks on each stop what follows when they fail.
+# reveal, the adjusted view and the quality report, the sessions' features and their Feast
+# snapshot and online rows, then the champion's predictions and signals (skipped while no
+# champion exists); blocking checks on each stop what follows when they fail.
 BAR_CHAIN_ASSETS = [
     daily_bars,
     corporate_actions,
@@ -38,12 +41,15 @@ BAR_CHAIN_ASSETS = [
     data_quality,
     daily_features,
     *FEAST_ASSETS,
+    predictions,
+    signals,
 ]
 BAR_CHAIN_CHECKS = [
     DAILY_BARS_CHECKS,
     CORPORATE_ACTIONS_CHECKS,
     ADJUSTED_CHECKS,
     DAILY_FEATURES_CHECKS,
+    PREDICTIONS_CHECKS,
 ]
 MAX_RECORDS_PER_RUN = 500_000
 MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
@@ -127,8 +133,9 @@ ingest_news_articles_job, news_articles_kafka_sensor = build_kafka_ingestion(
 bar_chain_job = dg.define_asset_job(
     "build_from_new_bars",
     selection=dg.AssetSelection.assets(*BAR_CHAIN_ASSETS),
-    description="Silver bars, corporate actions, adjusted bars, quality, features and the Feast "
-    "store for the sessions new bars touched (launched by daily_bars_sensor).",
+    description="Silver bars, corporate actions, adjusted bars, quality, features, the Feast "
+    "store, predictions and signals for the sessions new bars touched (launched by "
+    "daily_bars_sensor).",
 )
 
 

@@ -262,6 +262,70 @@ GOLD_DAILY_FEATURES = Table(
 )
 
 
+# -- gold: model outputs ----------------------------------------------------------------------
+MODEL_COLUMNS = {
+    "model_name": pl.String,
+    "model_version": pl.String,  # the registered MLflow version, resolved once per run
+}
+GOLD_PREDICTIONS = Table(
+    "gold/predictions",
+    "Per ticker and session: the model's score for the forward return (the label's units: the "
+    "cross-sectional rank-gaussian of the h-session return), its conformal interval, the model "
+    "that made it and the table versions behind it; role champion, or challenger in shadow.",
+    {
+        "instrument": pl.String,
+        "ticker": pl.String,
+        "date": pl.Date,
+        "role": pl.String,
+        "prediction": pl.Float64,
+        "lower": pl.Float64,
+        "upper": pl.Float64,
+        "interval_level": pl.Float64,
+        "horizon": pl.Int32,
+        "in_universe": pl.Boolean,
+        **MODEL_COLUMNS,
+        "mlflow_run_id": pl.String,
+        "feature_table_version": pl.Int64,
+        "adjusted_bars_version": pl.Int64,
+        **MONTH,
+    },
+)
+GOLD_SIGNALS = Table(
+    "gold/signals",
+    "Per session: the champion's predictions ranked over that day's universe, the side and "
+    "weight each gets, and the rule that produced them.",
+    {
+        "instrument": pl.String,
+        "ticker": pl.String,
+        "date": pl.Date,
+        "prediction": pl.Float64,
+        "rank": pl.Int32,  # 1 = highest prediction
+        "side": pl.String,  # long, short or none
+        "weight": pl.Float64,  # signed share of capital
+        "rule": pl.String,
+        **MODEL_COLUMNS,
+        **MONTH,
+    },
+)
+GOLD_BACKTEST = Table(
+    "gold/backtest",
+    "Per session with a realised next-session return: IC and rank IC of the champion's "
+    "predictions, the top-k and long-short books after costs, and buy-and-hold of the universe.",
+    {
+        "date": pl.Date,
+        "ic": pl.Float64,
+        "rank_ic": pl.Float64,
+        "long_net": pl.Float64,
+        "long_turnover": pl.Float64,
+        "long_short_net": pl.Float64,
+        "long_short_turnover": pl.Float64,
+        "benchmark": pl.Float64,
+        "model_versions": pl.String,
+        **MONTH,
+    },
+)
+
+
 def _source_quarantine(of: Table) -> Table:
     return Table(
         f"{of.path}_quarantine",

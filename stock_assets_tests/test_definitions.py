@@ -15,6 +15,7 @@ from stock_assets.table_assets import table_key
 
 REPO = Path(__file__).resolve().parent.parent
 FEAST_STORE = {"feast/daily_features_offline", "feast/feature_repo", "feast/daily_features_online"}
+MODEL_REGISTRY = {"models/challenger", "models/champion"}  # MLflow registered versions
 ASSET_KEYS = {
     "bronze/market_bars",
     "bronze/market_bars_quarantine",
@@ -32,6 +33,10 @@ ASSET_KEYS = {
     "silver/universe",
     "gold/daily_features",
     *FEAST_STORE,
+    *MODEL_REGISTRY,
+    "gold/predictions",
+    "gold/signals",
+    "gold/backtest",
 }
 
 
@@ -48,11 +53,13 @@ def test_asset_keys_and_dependencies():
 
 
 def test_every_asset_key_is_a_catalog_table_with_its_delta_path():
-    """Every asset is a Delta table of the catalog, except the Feast store built from them."""
+    """Every asset is a Delta table of the catalog, except the Feast store built from them and
+    the models, which live in MLflow's registry."""
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        if key.to_user_string() in FEAST_STORE:
-            assert "delta" not in graph.get(key).kinds and "feast" in graph.get(key).kinds
+        if key.to_user_string() in FEAST_STORE | MODEL_REGISTRY:
+            kinds = graph.get(key).kinds
+            assert "delta" not in kinds and kinds & {"feast", "mlflow"}
             continue
         table = tables.table(key.to_user_string())
         assert table_key(table) == key
@@ -80,7 +87,7 @@ def test_every_asset_links_to_the_module_named_after_its_key():
             for k in value.keys
         }  # fmt: skip
         assert key in defined, key
-        if key.path[0] in ("silver", "gold", "feast"):  # one reference: the asset function itself
+        if key.path[0] in ("silver", "gold", "feast", "models"):  # one reference: the asset itself
             (reference,) = references
             lines = expected.read_text().splitlines()[reference.line_number - 1 :]
             header = next(i for i, line in enumerate(lines) if line.startswith("def "))

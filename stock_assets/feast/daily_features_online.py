@@ -9,12 +9,14 @@ import time
 import dagster as dg
 import polars as pl
 
-from stock_assets import tables
 from stock_assets.feast import feature_store as fs
-from stock_assets.feast.daily_features_offline import OFFLINE_KEY, daily_features_offline
+from stock_assets.feast.daily_features_offline import (
+    OFFLINE_KEY,
+    daily_features_offline,
+    sessions_of_run,
+)
 from stock_assets.feast.feature_repo import REPO_KEY, feature_repo
 from stock_assets.gold.daily_features import FEATURES_GROUP
-from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.lake import LakeResource
 
@@ -22,8 +24,9 @@ ONLINE_KEY = dg.AssetKey(["feast", "daily_features_online"])
 ONLINE_FRESH = "online_features_fresh"
 
 
-def online_freshness(store, lake: LakeResource, settings) -> dg.AssetCheckResult:
-    """Every ticker of the newest snapshot session reads online as of that session's close.
+def online_freshness(store, settings: fs.FeatureStoreSettings) -> dg.AssetCheckResult:
+    """Every ticker of the newest snapshot session reads online as of that session's close and
+    from the Delta version the snapshot holds for it (a correction not yet loaded is behind).
 
     Feast does not enforce the TTL online, so the age is checked here against the data rather
     than the wall clock (a replayed history is old by the clock and still current).
@@ -36,9 +39,14 @@ def online_freshness(store, lake: LakeResource, settings) -> dg.AssetCheckResult
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"newest_session": "the snapshot is empty"},
         )
-    tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, newest, newest)[fs.ENTITY].unique().sort()
-    online = fs.online_features(store, tickers.to_list(), settings.ttl, now=fs.event_time(newest))
-    behind = online.filter(pl.col(fs.EVENT_TS) != fs.event_time(newest))
+    expected = fs.snapshot_rows_on(settings, newest).select(fs.ENTITY, fs.VERSION).sort(fs.ENTITY)
+    online = fs.online_features(
+        store, expected[fs.ENTITY].to_list(), settings.ttl, now=fs.event_time(newest)
+    )
+    behind = online.filter(
+        (pl.col(fs.EVENT_TS) != fs.event_time(newest)).fill_null(True)
+        | (pl.col(fs.VERSION) != expected[fs.VERSION]).fill_null(True)
+    )
     return dg.AssetCheckResult(
         check_name=ONLINE_FRESH,
         passed=behind.is_empty(),
@@ -56,8 +64,6 @@ def online_freshness(store, lake: LakeResource, settings) -> dg.AssetCheckResult
 @dg.asset(
     key=ONLINE_KEY,
     deps=[OFFLINE_KEY, REPO_KEY],
-    partitions_def=trading_day_partitions(),
-    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=FEATURES_GROUP,
     kinds={"feast"},
     pool=fs.WRITER_POOL,
@@ -74,7 +80,7 @@ def daily_features_online(
 ):
     """Load the online store from the first selected session through the newest one (online
     writes are last-write-wins, so an older range is followed by everything after it)."""
-    start, _ = run_dates(context)
+    start, _ = sessions_of_run(context, lake)
     settings = feast.settings()
     store = fs.open_store(settings)
     began = time.perf_counter()
@@ -89,7 +95,7 @@ def daily_features_online(
             "online_store": settings.online,
         }
     )
-    yield online_freshness(store, lake, settings)
+    yield online_freshness(store, settings)
 
 
 # the snapshot, the registry and the online rows are one store: written together, in this order

@@ -151,6 +151,14 @@ def snapshot_latest_date(settings: FeatureStoreSettings) -> dt.date | None:
     return pl.scan_parquet(pattern).select(pl.col("date").max()).collect().item()
 
 
+def snapshot_rows_on(settings: FeatureStoreSettings, day: dt.date) -> pl.DataFrame:
+    """The snapshot's rows of one session (read from its month file)."""
+    path = settings.snapshot_dir / f"{day:%Y-%m}.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema={ENTITY: pl.String, "date": pl.Date, VERSION: pl.Int64})
+    return pl.read_parquet(path).filter(pl.col("date") == day)
+
+
 def feature_view(settings: FeatureStoreSettings, features: Mapping[str, pl.DataType]):
     """The entity, source and view Feast registers, typed from ``features``."""
     clash = RESERVED.intersection(features)

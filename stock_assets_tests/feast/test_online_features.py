@@ -9,7 +9,6 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from stock_assets import tables
-from stock_assets.calendar import previous_session
 from stock_assets.feast import feature_store as fs
 from stock_assets.feast.daily_features_online import (
     FEAST_ASSETS,
@@ -18,6 +17,7 @@ from stock_assets.feast.daily_features_online import (
     daily_features_online,
     online_freshness,
 )
+from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import ONLINE_FEATURES
 from stock_assets.partitions import range_tags
 from stock_assets.resources.feast import FeastResource
@@ -37,23 +37,23 @@ def check_evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluati
 
 @pytest.fixture(scope="module")
 def served(lake_with_features, tmp_path_factory):
-    """The year loaded through the session before LAST by the chain's three assets, then LAST's
-    snapshot written alone (an online store one session behind), then LAST loaded online."""
+    """The whole store built as from the UI (no partition range: every session), then LAST's
+    features rewritten (a new Delta version) and copied to the snapshot alone (the online store
+    one version behind), then LAST loaded online as the chain's range run does."""
     lake = lake_with_features
     feast = FeastResource(repo_dir=str(tmp_path_factory.mktemp("feast")))
     resources = {"lake": lake, "feast": feast}
-    before_last = previous_session(LAST)
-    first = dg.materialize(
-        FEAST_ASSETS, resources=resources, tags=range_tags(str(FIRST), str(before_last))
-    )
-    assert first.success and check_evaluation(first).passed
-    assert dg.materialize(
-        [daily_features_offline], resources=resources, partition_key=str(LAST)
-    ).success
+    whole = dg.materialize(FEAST_ASSETS, resources=resources)
+    assert whole.success and check_evaluation(whole).passed
+    built = whole.asset_materializations_for_node("feast__daily_features_offline")[0].metadata
+    assert built["date_range"].value == f"{FIRST}..{LAST}"
+
+    assert dg.materialize([daily_features], resources={"lake": lake}, partition_key=str(LAST))
+    last_only = range_tags(str(LAST), str(LAST))
+    assert dg.materialize([daily_features_offline], resources=resources, tags=last_only).success
     settings = feast.settings()
-    store = fs.open_store(settings)
-    behind = online_freshness(store, lake, settings)
-    last = dg.materialize([daily_features_online], resources=resources, partition_key=str(LAST))
+    behind = online_freshness(fs.open_store(settings), settings)
+    last = dg.materialize([daily_features_online], resources=resources, tags=last_only)
     assert last.success
     version = lake.version(tables.GOLD_DAILY_FEATURES)
     return lake, settings, fs.open_store(settings), behind, check_evaluation(last), version
@@ -62,7 +62,7 @@ def served(lake_with_features, tmp_path_factory):
 def test_online_store_is_checked_fresh_against_the_newest_session(served):
     lake, settings, store, behind, after, version = served
     tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, LAST, LAST)["ticker"]
-    assert behind.passed is False  # LAST is in the snapshot, not yet online
+    assert behind.passed is False  # LAST's new version is in the snapshot, not yet online
     assert behind.metadata["tickers_behind"].value == tickers.len() == 499
     assert after.passed is True
     assert after.metadata["tickers_behind"].value == 0

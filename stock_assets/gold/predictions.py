@@ -1,0 +1,147 @@
+"""``gold/predictions``: each session scored by the model of its time, with a conformal interval.
+
+A session in month M is scored by the champion in force then (the version promoted for the
+latest month <= M) and, in shadow, by the challenger refit for that month when it differs. A
+backfill of the past therefore never uses a model trained after the day it predicts. The
+interval is the split-conformal half-width MAPIE computed on the model's validation slice,
+stored on the registered version; its units are the label's (see `tables.GOLD_PREDICTIONS`).
+"""
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from stock_assets import tables
+from stock_assets.checks import CheckInput, CheckSuite, Rule, schema_rule, unique_rule
+from stock_assets.models.challenger import CHALLENGER_KEY, MODELS_GROUP
+from stock_assets.models.champion import CHAMPION_KEY
+from stock_assets.models.walk_forward import predict
+from stock_assets.partitions import run_dates, trading_day_partitions
+from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.mlflow import MlflowResource
+from stock_assets.table_assets import table_asset
+
+ROLES = {"champion": "champion_from", "challenger": "refit_month"}
+
+
+def interval_contains_prediction(data: CheckInput) -> tuple[bool, dict]:
+    outside = data.frame.filter(
+        ~pl.col("prediction").is_between(pl.col("lower"), pl.col("upper"))
+    ).height
+    return outside == 0, {"rows_outside_their_interval": outside}
+
+
+PREDICTIONS_CHECKS = CheckSuite(
+    "predictions_checks",
+    tables.GOLD_PREDICTIONS,
+    [
+        schema_rule(
+            "predictions_keys",
+            pa.DataFrameSchema(
+                {
+                    "ticker": pa.Column(pl.String, nullable=False),
+                    "date": pa.Column(pl.Date, nullable=False),
+                    "role": pa.Column(pl.String, pa.Check.isin(list(ROLES)), nullable=False),
+                    "prediction": pa.Column(pl.Float64, nullable=False),
+                    "model_version": pa.Column(pl.String, nullable=False),
+                },
+                name="predictions",
+            ),
+            "every prediction names its ticker, session, role and model version",
+        ),
+        unique_rule("predictions_unique", ["instrument", "date", "role"]),
+        Rule(
+            "predictions_inside_interval",
+            "the point prediction lies inside its interval",
+            interval_contains_prediction,
+        ),
+    ],
+    trading_day_partitions(),
+)
+
+
+def score(
+    features: pl.DataFrame, registry: MlflowResource, role: str, versions: dict[str, int]
+) -> pl.DataFrame:
+    """``features`` scored month by month by the ``role`` model in force in each month."""
+    parts, boosters = [], {}
+    for (month,), rows in features.group_by(pl.col("date").dt.strftime("%Y-%m")):
+        version = registry.version_as_of(month, ROLES[role])
+        if version is None:
+            continue
+        if role == "challenger":
+            champion = registry.version_as_of(month, ROLES["champion"])
+            if champion is not None and champion.version == version.version:
+                continue  # no shadow when the challenger is the champion
+        booster = boosters.get(version.version) or registry.load_booster(version.version)
+        boosters[version.version] = booster
+        half = float(version.tags["conformal_half_width"])
+        scored = predict(booster, rows).join(
+            rows.select("instrument", "date", "in_universe"), on=["instrument", "date"]
+        )
+        parts.append(
+            scored.with_columns(
+                role=pl.lit(role),
+                lower=pl.col("prediction") - half,
+                upper=pl.col("prediction") + half,
+                interval_level=pl.lit(float(version.tags["interval_level"])),
+                horizon=pl.lit(int(version.tags["horizon"]), pl.Int32),
+                model_name=pl.lit(registry.model_name),
+                model_version=pl.lit(str(version.version)),
+                mlflow_run_id=pl.lit(version.run_id),
+                feature_table_version=pl.lit(versions["features"], pl.Int64),
+                adjusted_bars_version=pl.lit(versions["adjusted"], pl.Int64),
+            )
+        )
+    return pl.concat(parts, how="diagonal") if parts else pl.DataFrame()
+
+
+@table_asset(
+    tables.GOLD_PREDICTIONS,
+    group=MODELS_GROUP,
+    deps=[
+        tables.GOLD_DAILY_FEATURES,
+        *(
+            dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping())
+            for key in (CHALLENGER_KEY, CHAMPION_KEY)
+        ),
+    ],
+    partitions_def=trading_day_partitions(),
+    output_required=False,
+)
+def predictions(
+    context: dg.AssetExecutionContext, lake: LakeResource, mlflow_registry: MlflowResource
+):
+    """Score the selected sessions with the champion (and the challenger in shadow)."""
+    start, end = run_dates(context)
+    versions = {
+        "features": lake.version(tables.GOLD_DAILY_FEATURES),
+        "adjusted": lake.version(tables.ADJUSTED_DAILY_BARS),
+    }
+    features = lake.read_dates(tables.GOLD_DAILY_FEATURES, start, end, versions["features"])
+    scored = [s for s in (score(features, mlflow_registry, r, versions) for r in ROLES) if s.height]
+    frame = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"role": []})
+    if frame.filter(pl.col("role") == "champion").is_empty():
+        context.log.warning(
+            f"no champion was in force for {start}..{end}: nothing to predict yet "
+            "(materialize models/challenger and models/champion for an earlier month)"
+        )
+        return
+    frame = frame.with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
+    frame = frame.select(list(tables.GOLD_PREDICTIONS.schema))
+    checked = PREDICTIONS_CHECKS.gate(CheckInput(frame, lake, start, end))
+    version = lake.overwrite_dates(tables.GOLD_PREDICTIONS, frame, start, end)
+    champion_rows = frame.filter(pl.col("role") == "champion")
+    yield dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "champion_rows": champion_rows.height,
+            "challenger_rows": frame.height - champion_rows.height,
+            "model_versions": ", ".join(sorted(frame["model_version"].unique())),
+            "date_range": f"{start}..{end}",
+            "feature_table_version": versions["features"],
+            "adjusted_bars_version": versions["adjusted"],
+            "delta_version": version,
+            **checked,
+        }
+    )

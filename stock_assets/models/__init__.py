@@ -1,0 +1,1 @@
+"""The model core: labels, walk-forward training, evaluation, conformal intervals (no Dagster)."""

@@ -1,0 +1,184 @@
+"""Refit, gate, promote, predict, signal and backtest on the real S&P 500 year, with MLflow.
+
+One lake with the year's features and their universe, one SQLite MLflow store: June and July
+2010 are refit and promoted in turn, and the predictions of both months are scored by the model
+of their own month (a backfill never uses a later model).
+"""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import empyrical
+import numpy as np
+import polars as pl
+import pytest
+
+from stock_assets import tables
+from stock_assets.gold.backtest import backtest
+from stock_assets.gold.daily_features import daily_features
+from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
+from stock_assets.gold.signals import signals
+from stock_assets.models.challenger import NOT_WORSE, RANK_IC_FLOOR, challenger
+from stock_assets.models.champion import champion
+from stock_assets.partitions import range_tags
+from stock_assets.pit import members_on
+from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
+from stock_assets.resources.sources import MembershipSource, today_utc
+from stock_assets.silver.index_membership import parse_intervals
+from stock_assets_tests.conftest import FIRST, LAST
+
+JUNE, JULY = "2010-06-01", "2010-07-01"
+PERMISSIVE = {"min_validation_rank_ic": -1.0}  # mechanics here; the gate is tested on its own
+
+
+def refit(month: str, resources: dict, training: dict | None = None):
+    config = {"ops": {"models__challenger": {"config": training or PERMISSIVE}}}
+    return dg.materialize(
+        [challenger, champion],
+        resources=resources,
+        partition_key=month,
+        run_config=config,
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, adjusted):
+    root = tmp_path_factory.mktemp("models")
+    lake = LakeResource(root=str(root / "lake"))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    days = sorted(adjusted["date"].unique())
+    lake.overwrite_dates(tables.UNIVERSE, members_on(intervals, days), FIRST, LAST)
+    tags = range_tags(str(FIRST), str(LAST))
+    assert dg.materialize([daily_features], resources={"lake": lake}, tags=tags).success
+    registry = MlflowResource(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_location=(root / "artifacts").as_uri(),
+    )
+    resources = {"lake": lake, "mlflow_registry": registry}
+    june = refit(JUNE, resources)
+    assert june.success
+    scored = dg.materialize(
+        [predictions, signals, PREDICTIONS_CHECKS.asset_check()],
+        resources=resources,
+        tags=range_tags("2010-05-03", "2010-07-30"),
+    )
+    assert scored.success
+    return lake, registry, resources, june
+
+
+def test_a_refit_is_logged_registered_and_promoted_with_its_lineage(stack):
+    lake, registry, _, june = stack
+    checks = {c.check_name: c for c in june.get_asset_check_evaluations()}
+    assert checks[RANK_IC_FLOOR].passed and checks[NOT_WORSE].passed
+    assert checks[NOT_WORSE].metadata["champion_version"].value == "none yet"
+    version = registry.version_for(CHAMPION)
+    assert version == registry.version_for(CHALLENGER) == "1"
+    model = registry.client().get_model_version(registry.model_name, version)
+    assert model.tags["refit_month"] == "2010-06" and model.tags["champion_from"] == "2010-06"
+    run = registry.client().get_run(model.run_id)
+    assert run.data.tags["dagster_run_id"] == june.run_id
+    assert run.data.params["delta_version.gold/daily_features"] == str(
+        lake.version(tables.GOLD_DAILY_FEATURES)
+    )
+    # the fold ends before June with a gap of the horizon: no label known after May
+    assert run.data.params["test_start"] == "2010-06-01"
+    assert run.data.params["validation_end"] < "2010-05-28"
+    assert "validation_rank_ic_mean" in run.data.metrics
+    features = registry.client().download_artifacts(model.run_id, "features.json")
+    assert "rsi_14" in json.loads(Path(features).read_text())["features"]
+
+
+def test_predictions_carry_their_model_interval_and_table_versions(stack):
+    lake, registry, _, _ = stack
+    stored = lake.read(tables.GOLD_PREDICTIONS)
+    assert stored["date"].min() == dt.date(2010, 6, 1)  # no champion was in force in May
+    assert stored["date"].max() == dt.date(2010, 7, 30)
+    assert stored["role"].unique().to_list() == ["champion"]  # challenger = champion: no shadow
+    assert stored["model_version"].unique().to_list() == ["1"]
+    assert (stored["lower"] < stored["prediction"]).all()
+    assert (stored["prediction"] < stored["upper"]).all()
+    half = float(registry.client().get_model_version(registry.model_name, "1").tags[
+        "conformal_half_width"
+    ])  # fmt: skip
+    assert np.allclose(stored["upper"] - stored["prediction"], half)
+    assert stored["feature_table_version"].unique().to_list() == [
+        lake.version(tables.GOLD_DAILY_FEATURES)
+    ]
+    # the stored score is the registered booster's on the same feature row
+    row = stored.filter(pl.col("ticker") == "AAPL", pl.col("date") == dt.date(2010, 7, 1))
+    features = lake.read_dates(tables.GOLD_DAILY_FEATURES, dt.date(2010, 7, 1), dt.date(2010, 7, 1))
+    booster = registry.load_booster("1")
+    aapl = features.filter(pl.col("ticker") == "AAPL").select(booster.feature_name())
+    expected = booster.predict(aapl.cast(pl.Float64).to_numpy())[0]
+    assert row["prediction"].item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_signals_go_long_and_short_k_members_a_day(stack):
+    lake, _, _, _ = stack
+    frame = lake.read(tables.GOLD_SIGNALS)
+    per_day = frame.group_by("date").agg(
+        (pl.col("side") == "long").sum().alias("long"),
+        (pl.col("side") == "short").sum().alias("short"),
+        pl.col("weight").sum().alias("net"),
+        pl.col("weight").abs().sum().alias("gross"),
+    )
+    assert (per_day["long"] == 20).all() and (per_day["short"] == 20).all()
+    assert per_day["net"].abs().max() < 1e-12 and (per_day["gross"] - 2).abs().max() < 1e-12
+    top = frame.filter(pl.col("rank") == 1)
+    best = (
+        lake.read(tables.GOLD_PREDICTIONS)
+        .filter(pl.col("in_universe"))
+        .group_by("date")
+        .agg(pl.col("prediction").max())
+    )
+    assert top.join(best, on="date")["prediction"].equals(
+        top.join(best, on="date")["prediction_right"]
+    )
+    assert "long top 20 / short bottom 20" in frame["rule"][0]
+
+
+def test_a_failed_gate_keeps_the_champion_and_months_keep_their_own_model(stack):
+    lake, registry, resources, _ = stack
+    blocked = refit(JULY, resources, {"min_validation_rank_ic": 1.0})
+    checks = {c.check_name: c for c in blocked.get_asset_check_evaluations()}
+    assert checks[RANK_IC_FLOOR].passed is False
+    assert not blocked.asset_materializations_for_node("models__champion")
+    assert registry.version_for(CHAMPION) == "1" and registry.version_for(CHALLENGER) == "2"
+    # promoting a failed version by hand is refused too
+    by_hand = dg.materialize(
+        [champion], resources=resources, partition_key=JULY, raise_on_error=False
+    )
+    assert not by_hand.success
+
+    assert refit(JULY, resources).success  # version 3 passes and becomes champion from July
+    assert registry.version_for(CHAMPION) == "3"
+    tags = range_tags("2010-06-01", "2010-07-30")
+    assert dg.materialize([predictions], resources=resources, tags=tags).success
+    stored = lake.read(tables.GOLD_PREDICTIONS).filter(pl.col("role") == "champion")
+    by_month = stored.group_by(pl.col("date").dt.month()).agg(pl.col("model_version").unique())
+    assert dict(by_month.rows()) == {6: ["1"], 7: ["3"]}
+
+
+def test_backtest_scores_known_outcomes_and_its_metrics_are_empyricals(stack):
+    lake, _, resources, _ = stack
+    result = dg.materialize([backtest], resources=resources)
+    assert result.success
+    metadata = result.asset_materializations_for_node("gold__backtest")[0].metadata
+    daily = lake.read(tables.GOLD_BACKTEST).sort("date")
+    assert daily["date"].max() < LAST  # the last session's next return is not known
+    assert metadata["sessions"].value == daily.height
+    assert metadata["sanity_label_as_prediction_rank_ic"].value > 0.9
+    assert abs(metadata["sanity_shuffled_label_rank_ic"].value) < 0.1
+    assert 0.5 < metadata["interval_coverage"].value <= 1.0
+    returns = daily["long_short_net"].to_numpy()
+    assert metadata["long_short_sharpe"].value == pytest.approx(
+        empyrical.sharpe_ratio(returns), abs=1e-6
+    )
+    assert metadata["long_short_max_drawdown"].value == pytest.approx(
+        empyrical.max_drawdown(returns), abs=1e-6
+    )
