@@ -255,6 +255,21 @@ def online_store_summary(lake: LakeResource) -> str:
     return f"online store: {current} of {total} tickers answer as of {newest}'s close"
 
 
+def train_first_champion() -> str:
+    """The first champion, predictions, signals and backtest, unless a champion exists."""
+    import dagster as dg
+
+    from stock_assets.definitions import build_resources
+    from stock_assets.models.first_champion import first_champion
+
+    resources = build_resources()
+    existing = resources["mlflow_registry"].version_for("champion")
+    if existing:
+        return f"models: champion version {existing} already registered: not retraining"
+    print("models: refitting the latest months, then predictions, signals, backtest", flush=True)
+    return first_champion(resources, dg.DagsterInstance.get())
+
+
 def _altdata_keys() -> list:
     from stock_assets.definitions import defs
 
@@ -321,6 +336,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
                 wait_for_backfill(ui_port, backfill_id)
                 refresh_feast(first, last)
         print(online_store_summary(lake), flush=True)
+        print(train_first_champion(), flush=True)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"

@@ -22,6 +22,7 @@ from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
 from stock_assets.gold.signals import signals
 from stock_assets.models.challenger import NOT_WORSE, RANK_IC_FLOOR, challenger
 from stock_assets.models.champion import champion
+from stock_assets.models.first_champion import months_to_refit
 from stock_assets.partitions import range_tags
 from stock_assets.pit import members_on
 from stock_assets.resources.lake import LakeResource
@@ -182,3 +183,9 @@ def test_backtest_scores_known_outcomes_and_its_metrics_are_empyricals(stack):
     assert metadata["long_short_max_drawdown"].value == pytest.approx(
         empyrical.max_drawdown(returns), abs=1e-6
     )
+
+
+def test_make_run_refits_the_latest_months_with_a_broad_universe(stack):
+    lake, _, _, _ = stack
+    months = months_to_refit(lake, 3)
+    assert months == [dt.date(2010, 6, 1), dt.date(2010, 7, 1), dt.date(2010, 8, 1)]
