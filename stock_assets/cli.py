@@ -1,4 +1,4 @@
-"""The ``stock-assets`` console script: replay, ingest, broker and the local stack."""
+"""The ``stock-assets`` console script: replay, ingest, broker, audit and the local stack."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     report = replay(kafka, args.topic, bars, args.dataset, days_per_second=args.days_per_second)
     print(report.summary())
     return 1 if report.failed else 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from stock_assets.models.audit import prediction_chain
+    from stock_assets.resources.lake import LakeResource
+    from stock_assets.resources.mlflow import MlflowResource
+
+    chain = prediction_chain(
+        LakeResource.from_env(), MlflowResource.from_env(), args.ticker.upper(), args.date,
+        args.role,
+    )  # fmt: skip
+    print(chain.summary())
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -106,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, help="default: a free port")
     broker.set_defaults(func=cmd_broker)
 
+    audit = sub.add_parser("audit", help="the chain behind a stored prediction, to Kafka offsets")
+    audit.add_argument("ticker")
+    audit.add_argument("date", type=_date)
+    audit.add_argument("--role", choices=["champion", "challenger"], default="champion")
+    audit.set_defaults(func=cmd_audit)
+
     up = sub.add_parser("up", help="broker + replay + Dagster UI/daemon (what `make run` runs)")
     up.add_argument(
         "--datasets", default=None, help="comma-separated; default STOCK_REPLAY_DATASETS"
@@ -132,7 +151,7 @@ def _operator_errors() -> tuple[type[Exception], ...]:
 
     from stock_assets.resources.kafka import BrokerUnavailable
 
-    return (ValueError, TimeoutError, BrokerUnavailable, CommitFailedError)
+    return (ValueError, LookupError, TimeoutError, BrokerUnavailable, CommitFailedError)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""A real prediction traced back to the Kafka messages it came from.
+
+Real bars of 40 S&P 500 names, January..June 2010, go Kafka -> sensor -> bronze -> the bar chain
+(silver, adjusted bars, features, Feast; predictions skipped: no champion yet); June is refit and
+promoted, June predicted; then `prediction_chain` must lead from one stored prediction to the
+exact messages on the broker.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import polars as pl
+from kafka import KafkaConsumer, TopicPartition
+
+from stock_assets import tables
+from stock_assets.bronze.replay import replay
+from stock_assets.cli import main as cli_main
+from stock_assets.gold.predictions import predictions
+from stock_assets.models.audit import prediction_chain
+from stock_assets.models.challenger import challenger
+from stock_assets.models.champion import champion
+from stock_assets.partitions import range_tags
+from stock_assets.pit import members_on
+from stock_assets.resources.kafka import KafkaResource
+from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.sources import MembershipSource, today_utc
+from stock_assets.silver.index_membership import parse_intervals
+from stock_assets_tests.conftest import (
+    bars_between,
+    build_silver_from_sensor,
+    ingest_from_sensor,
+    mlflow_beside,
+)
+
+SMALL = {  # 40 names and five months: a smaller model than the defaults assume
+    "min_validation_rank_ic": -1.0,
+    "min_train_sessions": 60,
+    "validation_sessions": 10,
+    "min_data_in_leaf": 20,
+}
+
+
+def test_a_prediction_traces_back_to_its_kafka_offsets(
+    kafka_bootstrap, fresh_topic, tmp_path, monkeypatch, sp500, capsys
+):
+    topic = fresh_topic(3)
+    monkeypatch.setenv("STOCK_MARKET_TOPIC", topic)
+    kafka = KafkaResource(bootstrap_servers=kafka_bootstrap)
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    instance = dg.DagsterInstance.ephemeral()
+    names = sorted(sp500.filter(pl.col("date") == dt.date(2010, 1, 4))["ticker"])[:39]
+    bars = bars_between(sp500, dt.date(2010, 1, 4), dt.date(2010, 6, 30), [*names, "AAPL"])
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    days = sorted(bars["date"].unique())
+    lake.overwrite_dates(tables.UNIVERSE, members_on(intervals, days), days[0], days[-1])
+    assert replay(kafka, topic, bars, "sp500_2009").failed == 0
+    ingest_from_sensor(instance, kafka, lake)
+    build_silver_from_sensor(instance, lake)
+    assert not lake.exists(tables.GOLD_PREDICTIONS)  # no champion yet: the step was skipped
+
+    registry = mlflow_beside(lake)
+    resources = {"lake": lake, "mlflow_registry": registry}
+    refit = dg.materialize(
+        [challenger, champion],
+        resources=resources,
+        partition_key="2010-06-01",
+        run_config={"ops": {"models__challenger": {"config": SMALL}}},
+    )
+    assert refit.success
+    tags = range_tags("2010-06-01", "2010-06-30")
+    assert dg.materialize([predictions], resources=resources, tags=tags).success
+
+    day = dt.date(2010, 6, 15)
+    chain = prediction_chain(lake, registry, "AAPL", day)
+    assert chain.prediction["model_version"] == chain.model["version"] == "1"
+    assert chain.model["refit_month"] == "2010-06" and chain.model["mlflow_run_id"]
+    assert chain.model["delta_versions"]["gold/daily_features"] is not None
+    assert chain.features.height == 1 and chain.features["ticker"].item() == "AAPL"
+    aapl = bars.filter(pl.col("ticker") == "AAPL", pl.col("date") <= day)
+    assert chain.adjusted_bars["date"].to_list() == aapl["date"].to_list()  # whole lookback
+    assert chain.silver_bars.height == chain.bronze_bars.height == aapl.height
+    assert chain.kafka["kafka_topic"].to_list() == [topic]  # keyed by ticker: one partition
+
+    # the offsets lead to the very messages on the broker
+    (partition,) = chain.kafka["kafka_partition"].to_list()
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    where = TopicPartition(topic, partition)
+    consumer.assign([where])
+    wanted = set(chain.bronze_bars["kafka_offset"].to_list())
+    consumer.seek(where, min(wanted))
+    found = {}
+    while len(found) < len(wanted):
+        for record in consumer.poll(timeout_ms=2000).get(where, []):
+            if record.offset in wanted:
+                found[record.offset] = json.loads(record.value)
+    consumer.close()
+    messages = pl.DataFrame(list(found.values())).sort("date")
+    assert messages["ticker"].unique().to_list() == ["AAPL"]
+    assert messages["date"].to_list() == [d.isoformat() for d in aapl["date"]]
+    assert messages["close"].to_list() == aapl["close"].to_list()
+
+    # the same chain from the command line
+    monkeypatch.setenv("STOCK_LAKE_ROOT", lake.root)
+    monkeypatch.setenv("STOCK_MLFLOW_TRACKING_URI", registry.tracking_uri)
+    assert cli_main(["audit", "AAPL", "2010-06-15"]) == 0
+    printed = capsys.readouterr().out
+    assert f"kafka {topic}[{partition}] offsets {min(wanted)}..{max(wanted)}" in printed
