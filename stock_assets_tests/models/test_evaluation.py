@@ -1,0 +1,196 @@
+"""IC, portfolio accounting and return metrics: hand-made cases, empyrical, the real year."""
+
+import datetime as dt
+import math
+
+import empyrical
+import numpy as np
+import polars as pl
+import pytest
+
+from stock_assets.models.evaluation import (
+    CostModel,
+    annual_return,
+    annual_volatility,
+    cumulative_return,
+    daily_ic,
+    ic_report,
+    label_as_prediction,
+    max_drawdown,
+    performance,
+    portfolio_report,
+    portfolio_returns,
+    sharpe_ratio,
+    shuffled_prediction,
+    summarize_ic,
+)
+from stock_assets.models.labels import labelled_universe
+
+D1, D2, D3 = dt.date(2010, 1, 4), dt.date(2010, 1, 5), dt.date(2010, 1, 6)
+
+
+@pytest.fixture(scope="module")
+def universe_rows(adjusted, membership) -> pl.DataFrame:
+    """Real bars of index members with their momentum (a past-only score) and membership."""
+    return (
+        adjusted.sort("instrument", "date")
+        .with_columns(momentum=pl.col("adj_close").pct_change(5).over("instrument"))
+        .select("instrument", "ticker", "date", "adj_close", "momentum")
+        .join(membership, on=["date", "ticker"], how="left")
+        .with_columns(pl.col("in_universe").fill_null(False))
+    )
+
+
+@pytest.fixture(scope="module")
+def member_labels(universe_rows, labels) -> dict[int, pl.DataFrame]:
+    """Members with a known h-session label, normalised per date (as training sees them); a
+    light frame (no features), so these tests do not need the gold features."""
+    return {h: labelled_universe(universe_rows, frame) for h, frame in labels.items()}
+
+
+# -- IC -----------------------------------------------------------------------------------------
+def test_daily_ic_and_rank_ic_on_a_hand_made_example():
+    rows = {
+        D1: ([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4]),  # Pearson 0.4/sqrt(5*0.05) = 0.8, Spearman 0.8
+        D2: ([4, 3, 2, 1], [0.1, 0.3, 0.2, 0.4]),  # both -0.8
+        D3: ([1, 1, 2, 3], [1.0, 2.0, 3.0, 4.0]),  # average-tie ranks: 4.5 / sqrt(4.5 * 5)
+    }
+    frame = pl.DataFrame(
+        [
+            {"date": d, "instrument": f"I{i}", "prediction": float(p), "label": y}
+            for d, (preds, labels) in rows.items()
+            for i, (p, y) in enumerate(zip(preds, labels, strict=True))
+        ]
+        + [{"date": dt.date(2010, 1, 7), "instrument": "I0", "prediction": 1.0, "label": 2.0}]
+    )
+    daily = daily_ic(frame)
+    assert daily["date"].to_list() == [D1, D2, D3, dt.date(2010, 1, 7)]
+    np.testing.assert_allclose(daily["rank_ic"][:3], [0.8, -0.8, 3 / math.sqrt(10)], rtol=1e-12)
+    pearson_d3 = np.corrcoef([1, 1, 2, 3], [1, 2, 3, 4])[0, 1]
+    np.testing.assert_allclose(daily["ic"][:3], [0.8, -0.8, pearson_d3], rtol=1e-12)
+    assert daily["ic"][3] is None and daily["rank_ic"][3] is None  # one row: undefined
+    assert ic_report(frame)["rank_ic"].days == 3
+
+
+def test_ic_summary_formulas():
+    summary = summarize_ic([0.1, 0.2, 0.3, None, float("nan")])
+    assert summary.days == 3
+    assert summary.mean == pytest.approx(0.2, rel=1e-12)
+    assert summary.std == pytest.approx(0.1, rel=1e-12)  # ddof 1
+    assert summary.icir == pytest.approx(2.0, rel=1e-12)
+    assert summary.t_stat == pytest.approx(2.0 * math.sqrt(3), rel=1e-12)
+    assert summary.as_dict("rank_ic")["rank_ic_t_stat"] == summary.t_stat
+
+
+def test_the_label_as_prediction_gives_rank_ic_one_and_shuffled_labels_zero(member_labels):
+    """On the real year's universe: the oracle is perfect, a shuffle per date carries nothing."""
+    for frame in member_labels.values():
+        assert frame["date"].n_unique() > 230
+        oracle = ic_report(label_as_prediction(frame))["rank_ic"]
+        assert oracle.mean == pytest.approx(1.0, abs=1e-12)
+        noisy = ic_report(label_as_prediction(frame, noise=0.1, seed=1))["rank_ic"]
+        assert 0.95 < noisy.mean < 1.0
+        shuffled = ic_report(shuffled_prediction(frame, seed=2))["rank_ic"]
+        assert abs(shuffled.mean) < 0.05 and abs(shuffled.t_stat) < 4
+        assert shuffled.std > 0.02  # about 1/sqrt(450) per day, not degenerate
+
+
+# -- portfolio accounting ------------------------------------------------------------------------
+def tiny_market(predictions: dict, returns: dict) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"date": d, "instrument": name, "prediction": p, "forward_return": returns[d][i]}
+            for d, preds in predictions.items()
+            for i, (name, p) in enumerate(zip("ABC", preds, strict=True))
+        ]
+    )
+
+
+MARKET = tiny_market(
+    {D1: [3.0, 2.0, 1.0], D2: [3.0, 1.0, 2.0], D3: [2.0, 1.0, 3.0]},
+    {D1: [0.10, -0.10, 0.0], D2: [0.02, 0.50, -0.04], D3: [0.01, 0.0, 0.03]},
+)
+
+
+def test_top_k_costs_are_charged_on_the_drifted_weight_changes():
+    daily = portfolio_returns(MARKET, k=2).sort("date")
+    # day 1: buy A and B at 1/2 each from cash: 1.0 bought at 5 bp; A +10%, B -10% -> gross 0
+    # after day 1 the book drifts to A 0.55, B 0.45
+    # day 2: target A 0.5, C 0.5: sell 0.05 A + 0.45 B (15 bp), buy 0.5 C (5 bp)
+    #        gross 0.5 * 2% + 0.5 * -4% = -1%; the book drifts to A 0.51/0.99, C 0.48/0.99
+    # day 3: target A 0.5, C 0.5 again: sell 0.015/0.99 of A, buy 0.015/0.99 of C
+    expected_cost = [1.0 * 5e-4, 0.5 * 15e-4 + 0.5 * 5e-4, 0.015 / 0.99 * (15e-4 + 5e-4)]
+    expected_gross = [0.0, -0.01, 0.5 * 0.01 + 0.5 * 0.03]
+    np.testing.assert_allclose(daily["long_cost"], expected_cost, rtol=1e-12)
+    np.testing.assert_allclose(daily["long_gross"], expected_gross, atol=1e-15)
+    np.testing.assert_allclose(
+        daily["long_net"], np.array(expected_gross) - expected_cost, atol=1e-15
+    )
+    np.testing.assert_allclose(daily["long_turnover"], [1.0, 1.0, 0.03 / 0.99], rtol=1e-12)
+
+
+def test_long_short_costs_and_the_buy_and_hold_benchmark():
+    daily = portfolio_returns(MARKET, k=1).sort("date")
+    # day 1: long A, short C: buy 1 (5 bp), sell short 1 (15 bp); gross 10% - 0% = 10%
+    # capital 1.1, A worth 1.1 -> weight 1; C owes 1.0 -> weight -1/1.1
+    # day 2: long A, short B: A unchanged, short B 1 (15 bp), cover C 1/1.1 (5 bp)
+    assert daily["long_short_cost"][0] == pytest.approx(5e-4 + 15e-4, rel=1e-12)
+    assert daily["long_short_gross"][0] == pytest.approx(0.10, rel=1e-12)
+    assert daily["long_short_cost"][1] == pytest.approx(15e-4 + 5e-4 / 1.1, rel=1e-12)
+    assert daily["long_short_net"][1] == pytest.approx(0.02 - 0.50 - 15e-4 - 5e-4 / 1.1)
+    # benchmark: 1/3 each on day 1, never rebalanced, no costs
+    values = np.array([1.0, 1.0, 1.0])
+    expected = []
+    for day in (D1, D2, D3):
+        realised = MARKET.filter(pl.col("date") == day)["forward_return"].to_numpy()
+        expected.append(values @ realised / values.sum())
+        values = values * (1 + realised)
+    np.testing.assert_allclose(daily["benchmark"], expected, rtol=1e-12)
+    assert expected[2] == pytest.approx((1.122 * 0.01 + 0.96 * 0.03) / 3.432, rel=1e-12)
+
+
+def test_higher_costs_lower_the_net_return_by_exactly_the_extra_cost():
+    cheap = portfolio_returns(MARKET, k=2, costs=CostModel(0.0, 0.0))
+    dear = portfolio_returns(MARKET, k=2, costs=CostModel(1e-3, 2e-3))
+    np.testing.assert_array_equal(cheap["long_gross"], dear["long_gross"])
+    np.testing.assert_allclose(cheap["long_net"] - dear["long_net"], dear["long_cost"])
+    assert (cheap["long_cost"] == 0).all()
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def real_series(member_labels: dict[int, pl.DataFrame]) -> dict[str, np.ndarray]:
+    """Daily return series of a real momentum portfolio on the real year."""
+    frame = member_labels[1].with_columns(prediction=pl.col("momentum"))
+    daily = portfolio_returns(frame, k=50)
+    assert daily.height > 230
+    return {name: daily[name].to_numpy() for name in ("long_net", "long_short_net", "benchmark")}
+
+
+def test_each_metric_equals_empyricals_on_the_same_returns(member_labels):
+    series = real_series(member_labels)
+    series["losing"] = -np.abs(series["benchmark"])  # drawdown without recovery
+    for name, returns in series.items():
+        pairs = [
+            (sharpe_ratio(returns), empyrical.sharpe_ratio(returns)),
+            (max_drawdown(returns), empyrical.max_drawdown(returns)),
+            (annual_return(returns), empyrical.annual_return(returns)),
+            (annual_volatility(returns), empyrical.annual_volatility(returns)),
+            (cumulative_return(returns), empyrical.cum_returns_final(returns)),
+        ]
+        for ours, theirs in pairs:
+            assert ours == pytest.approx(float(theirs), rel=1e-12, abs=0), name
+    summary = performance(series["long_net"])
+    assert summary.sharpe == sharpe_ratio(series["long_net"]) and summary.days > 230
+    assert max_drawdown([0.01, 0.02]) == 0.0
+    assert max_drawdown([-0.1, 0.05]) == pytest.approx(-0.1)  # the start is a peak
+
+
+def test_the_oracle_portfolio_beats_the_benchmark_and_pays_for_its_turnover(member_labels):
+    """Knowing tomorrow's return (the label) must show up in the portfolio and its costs."""
+    oracle = label_as_prediction(member_labels[1])
+    daily = portfolio_returns(oracle, k=20)
+    report = portfolio_report(daily)
+    assert report["long"].annual_return > report["benchmark"].annual_return + 1.0
+    assert report["long_short"].sharpe > 10
+    assert report["long"].mean_turnover > 1.0  # a new top 20 almost every day
+    assert (daily["long_net"] < daily["long_gross"]).all()
