@@ -1,4 +1,5 @@
-"""Latency from a bar on the Kafka topic to its features in Feast's online store (local stack).
+"""Latency from a bar on the Kafka topic to its features in Feast's online store (local stack),
+and, once a champion exists, to its stored prediction.
 
     make run                                    # in one shell: the stack, caught up
     .venv/bin/python bench/bar_to_online_latency.py [--rounds 3] [--tickers 0]
@@ -68,6 +69,18 @@ def wait_online(store, tickers: list[str], above: int, timeout_s: float) -> floa
     return None
 
 
+def wait_predictions(lake: LakeResource, day, above: int | None, timeout_s: float) -> float | None:
+    """When ``gold/predictions`` commits a version after ``above`` holding ``day``'s rows."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        version = lake.version(tables.GOLD_PREDICTIONS)
+        newer = version is not None and (above is None or version > above)
+        if newer and not lake.read_dates(tables.GOLD_PREDICTIONS, day, day).is_empty():
+            return time.time()
+        time.sleep(0.5)
+    return None
+
+
 def run_breakdown(instance: dg.DagsterInstance, since: float) -> dict[str, float]:
     """Seconds from publishing to each run's start and end, and each step's duration."""
     out: dict[str, float] = {}
@@ -106,6 +119,7 @@ def main() -> int:
     totals = []
     for round_no in range(1, args.rounds + 1):
         version = lake.version(tables.GOLD_DAILY_FEATURES)
+        predicted_version = lake.version(tables.GOLD_PREDICTIONS)
         sent = publish(bootstrap, bars)
         online = wait_online(store, tickers, version, args.timeout)
         if online is None:
@@ -113,6 +127,10 @@ def main() -> int:
             return 1
         totals.append(online - sent)
         print(f"round {round_no}: bar on topic -> features online {online - sent:6.1f} s")
+        if predicted_version is not None:  # a champion exists: the chain predicts the session
+            stored = wait_predictions(lake, bars["date"][0], predicted_version, 120)
+            took = f"{stored - sent:6.1f} s" if stored else "not within 120 s after the features"
+            print(f"round {round_no}: bar on topic -> prediction stored   {took}")
         for name, seconds in run_breakdown(instance, sent).items():
             print(f"    {name:<48} {seconds:6.1f} s")
         time.sleep(20)  # let the sensors go idle before the next round

@@ -238,6 +238,8 @@ def online_store_status(lake: LakeResource) -> tuple[int, int, dt.date | None, s
     if not lake.exists(tables.GOLD_DAILY_FEATURES):
         return 0, 0, None, "no features yet"
     newest = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("date").max()).collect().item()
+    if newest is None:  # created, not yet written
+        return 0, 0, None, "no features yet"
     tickers = lake.read_dates(tables.GOLD_DAILY_FEATURES, newest, newest)["ticker"].to_list()
     try:
         store = fs.open_store(FeastResource.from_env().settings())

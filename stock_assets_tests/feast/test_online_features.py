@@ -19,8 +19,11 @@ from stock_assets.feast.daily_features_online import (
 )
 from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import ONLINE_FEATURES
+from stock_assets.lake import conform
+from stock_assets.local_stack import online_store_status
 from stock_assets.partitions import range_tags
 from stock_assets.resources.feast import FeastResource
+from stock_assets.resources.lake import LakeResource
 from stock_assets_tests.conftest import FIRST, LAST
 
 SERVED_AS = [
@@ -129,3 +132,20 @@ def test_historical_retrieval_equals_a_polars_asof_join_on_real_features(served)
     assert_frame_equal(got, want, check_exact=True)
     served_rows = got.filter(pl.col(fs.VERSION).is_not_null()).height
     assert 0.5 * got.height < served_rows < got.height  # both outcomes occur
+
+
+def test_make_runs_progress_line_reads_the_online_store_and_survives_an_empty_table(
+    served, tmp_path, monkeypatch
+):
+    _, settings, _, _, _, _ = served
+    empty = LakeResource(root=str(tmp_path / "lake"))
+    gold = tables.GOLD_DAILY_FEATURES
+    nothing = pl.DataFrame(schema=dict(gold.schema))
+    empty.ensure_table(gold, conform(gold, nothing).schema)
+    assert online_store_status(empty) == (0, 0, None, "no features yet")
+    lake, *_ = served
+    monkeypatch.setenv("STOCK_FEAST_REPO", str(settings.repo_dir))
+    assert online_store_status(lake)[:3] == (499, 499, LAST)
+    monkeypatch.setenv("STOCK_FEAST_REPO", str(tmp_path / "never-applied"))
+    current, total, _, problem = online_store_status(lake)
+    assert (current, total) == (0, 499) and problem
