@@ -9,6 +9,7 @@ from stock_assets.bronze.news_articles import news_articles
 from stock_assets.gold.backtest import backtest
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
+from stock_assets.models.drift import drift
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -29,6 +30,7 @@ from stock_assets.sensors import (
     BAR_CHAIN_CHECKS,
     bar_chain_job,
     daily_bars_sensor,
+    drift_refit_sensor,
     ingest_market_bars_job,
     ingest_news_articles_job,
     market_bars_kafka_sensor,
@@ -79,6 +81,7 @@ defs = dg.Definitions(
             universe,
             challenger,
             champion,
+            drift,
             backtest,
         ]
     ),
@@ -98,6 +101,11 @@ defs = dg.Definitions(
         model_refit_monthly,
         backtest_nightly,
     ],
-    sensors=[market_bars_kafka_sensor, daily_bars_sensor, news_articles_kafka_sensor],
+    sensors=[
+        market_bars_kafka_sensor,
+        daily_bars_sensor,
+        news_articles_kafka_sensor,
+        drift_refit_sensor,
+    ],
     resources=build_resources(),
 )

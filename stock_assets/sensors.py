@@ -21,6 +21,7 @@ from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
 from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
 from stock_assets.gold.signals import signals
+from stock_assets.models.drift import DRIFT_KEY
 from stock_assets.partitions import range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -206,3 +207,23 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
         )
         for start, end in ranges
     ]
+
+
+@dg.asset_sensor(
+    asset_key=DRIFT_KEY,
+    job_name="model_refit_job",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def drift_refit_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A drift report asking for a refit becomes one refit run of the newest session's month.
+
+    The refit keeps the monthly contract (trained on what was known before the month starts),
+    so drift inside the month reaches the model at the next month's refit at the latest.
+    """
+    metadata = asset_event.asset_materialization.metadata
+    if not metadata.get("refit_requested") or not metadata["refit_requested"].value:
+        return dg.SkipReason("the latest drift report asks for no refit")
+    newest = metadata["recent_window"].value.split("..")[-1]
+    month = f"{newest[:7]}-01"
+    return dg.RunRequest(run_key=f"drift-refit@{asset_event.timestamp}", partition_key=month)

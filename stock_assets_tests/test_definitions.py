@@ -15,7 +15,7 @@ from stock_assets.table_assets import table_key
 
 REPO = Path(__file__).resolve().parent.parent
 FEAST_STORE = {"feast/daily_features_offline", "feast/feature_repo", "feast/daily_features_online"}
-MODEL_REGISTRY = {"models/challenger", "models/champion"}  # MLflow registered versions
+MODEL_REGISTRY = {"models/challenger", "models/champion", "models/drift"}  # MLflow, not Delta
 ASSET_KEYS = {
     "bronze/market_bars",
     "bronze/market_bars_quarantine",
@@ -132,6 +132,7 @@ def test_sensors_are_declared_running():
         "market_bars_kafka_sensor",
         "daily_bars_sensor",
         "news_articles_kafka_sensor",
+        "drift_refit_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 

@@ -22,12 +22,14 @@ from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
 from stock_assets.gold.signals import signals
 from stock_assets.models.challenger import NOT_WORSE, RANK_IC_FLOOR, challenger
 from stock_assets.models.champion import champion
+from stock_assets.models.drift import DRIFT_KEY, SHIFTED, drift, psi
 from stock_assets.models.first_champion import months_to_refit
 from stock_assets.partitions import range_tags
 from stock_assets.pit import members_on
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
 from stock_assets.resources.sources import MembershipSource, today_utc
+from stock_assets.sensors import drift_refit_sensor
 from stock_assets.silver.index_membership import parse_intervals
 from stock_assets_tests.conftest import FIRST, LAST
 
@@ -189,3 +191,38 @@ def test_make_run_refits_the_latest_months_with_a_broad_universe(stack):
     lake, _, _, _ = stack
     months = months_to_refit(lake, 3)
     assert months == [dt.date(2010, 6, 1), dt.date(2010, 7, 1), dt.date(2010, 8, 1)]
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal(20_000)
+    assert psi(reference, rng.standard_normal(5_000)) < 0.02
+    assert psi(reference, rng.standard_normal(5_000) + 1.0) > SHIFTED
+
+
+def test_drift_report_compares_recent_sessions_with_the_champions_training(stack):
+    _, _, resources, _ = stack
+    result = dg.materialize([drift], resources=resources)
+    assert result.success
+    metadata = result.asset_materializations_for_node("models__drift")[0].metadata
+    assert metadata["features_compared"].value > 150
+    assert metadata["recent_window"].value.endswith(str(LAST))
+    assert metadata["training_window"].value.startswith(str(FIRST))
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed is (not metadata["refit_requested"].value)
+
+
+def test_a_drift_report_asking_for_a_refit_requests_one_for_its_month():
+    instance = dg.DagsterInstance.ephemeral()
+    for asks in (False, True):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=DRIFT_KEY,
+                metadata={"refit_requested": asks, "recent_window": "2010-06-01..2010-06-29"},
+            )
+        )
+        (result,) = drift_refit_sensor(dg.build_sensor_context(instance=instance))
+        if asks:
+            assert isinstance(result, dg.RunRequest) and result.partition_key == "2010-06-01"
+        else:
+            assert isinstance(result, dg.SkipReason)
