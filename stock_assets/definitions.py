@@ -10,6 +10,7 @@ from stock_assets.gold.backtest import backtest
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
 from stock_assets.models.drift import drift
+from stock_assets.models.shadow_comparison import shadow_comparison
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
@@ -82,6 +83,7 @@ defs = dg.Definitions(
             challenger,
             champion,
             drift,
+            shadow_comparison,
             backtest,
         ]
     ),

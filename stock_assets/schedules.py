@@ -23,6 +23,7 @@ from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.models.challenger import CHALLENGER_KEY
 from stock_assets.models.champion import CHAMPION_KEY
 from stock_assets.models.drift import DRIFT_KEY
+from stock_assets.models.shadow_comparison import SHADOW_KEY
 from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.silver.macro_indicators import MACRO_PARTITIONS
 from stock_assets.silver.news_sentiment import NEWS_PARTITIONS
@@ -175,9 +176,10 @@ def model_refit_monthly(context: dg.ScheduleEvaluationContext):
 
 backtest_job = dg.define_asset_job(
     "backtest_job",
-    selection=dg.AssetSelection.assets(table_key(tables.GOLD_BACKTEST), DRIFT_KEY),
-    description="Score every stored champion prediction whose outcome is known, and measure "
-    "drift against the champion's training window (a shifted report requests a refit).",
+    selection=dg.AssetSelection.assets(table_key(tables.GOLD_BACKTEST), DRIFT_KEY, SHADOW_KEY),
+    description="Score every stored champion prediction whose outcome is known, compare shadow "
+    "challengers with the champion on the same days, and measure drift against the champion's "
+    "training window (a shifted report requests a refit).",
 )
 backtest_nightly = dg.ScheduleDefinition(
     job=backtest_job,

@@ -24,6 +24,7 @@ from stock_assets.models.challenger import NOT_WORSE, RANK_IC_FLOOR, challenger
 from stock_assets.models.champion import champion
 from stock_assets.models.drift import DRIFT_KEY, SHIFTED, drift, psi
 from stock_assets.models.first_champion import months_to_refit
+from stock_assets.models.shadow_comparison import live_verdict, shadow_comparison, shadow_results
 from stock_assets.partitions import range_tags
 from stock_assets.pit import members_on
 from stock_assets.resources.lake import LakeResource
@@ -157,6 +158,26 @@ def test_a_failed_gate_keeps_the_champion_and_months_keep_their_own_model(stack)
         [champion], resources=resources, partition_key=JULY, raise_on_error=False
     )
     assert not by_hand.success
+
+    # the failed version scores July in shadow next to the champion
+    july = range_tags("2010-07-01", "2010-07-30")
+    assert dg.materialize([predictions], resources=resources, tags=july).success
+    shadow = lake.read(tables.GOLD_PREDICTIONS).filter(pl.col("role") == "challenger")
+    assert shadow["model_version"].unique().to_list() == ["2"]
+    champion_july = lake.read_dates(tables.GOLD_PREDICTIONS, dt.date(2010, 7, 1), LAST).filter(
+        pl.col("role") == "champion"
+    )
+    assert shadow.height == champion_july.height  # one shadow score per champion score
+    compared = dg.materialize([shadow_comparison], resources=resources)
+    (pair,) = (
+        compared.asset_materializations_for_node("models__shadow_comparison")[0]
+        .metadata["comparison"]
+        .value
+    )
+    assert (pair["challenger_version"], pair["champion_version"]) == ("2", "1")
+    assert pair["shared_days"] == 21  # every July session: its next session is in the lake
+    allowed, why = live_verdict(shadow_results(lake), "2")
+    assert allowed is (pair["challenger_rank_ic"] >= pair["champion_rank_ic"]), why
 
     assert refit(JULY, resources).success  # version 3 passes and becomes champion from July
     assert registry.version_for(CHAMPION) == "3"

@@ -2,12 +2,15 @@
 
 Dagster runs this after `challenger` in the same run only if the challenger's blocking checks
 passed; run on its own (from the UI), it re-reads the verdict the checks left on the registered
-version, so a failed gate cannot be promoted by hand either.
+version, so a failed gate cannot be promoted by hand either. A version that scored live days in
+shadow must also not have done worse there than the champion (`shadow_comparison`).
 """
 
 import dagster as dg
 
 from stock_assets.models.challenger import CHALLENGER_KEY, MODELS_GROUP, model_months
+from stock_assets.models.shadow_comparison import live_verdict, shadow_results
+from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.mlflow import CHAMPION, MlflowResource
 
 CHAMPION_KEY = dg.AssetKey(["models", "champion"])
@@ -20,7 +23,9 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     group_name=MODELS_GROUP,
     kinds={"mlflow"},
 )
-def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowResource):
+def champion(
+    context: dg.AssetExecutionContext, lake: LakeResource, mlflow_registry: MlflowResource
+):
     """Alias the month's challenger ``champion`` and record from which month it serves."""
     month = context.partition_time_window.start.strftime("%Y-%m")
     candidates = [v for v in mlflow_registry.versions() if v.tags.get("refit_month") == month]
@@ -32,6 +37,9 @@ def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowResource)
             f"version {candidate.version} for {month} failed its gate "
             f"({candidate.tags.get('gate', 'not evaluated')}): the champion stays"
         )
+    live_ok, live = live_verdict(shadow_results(lake), str(candidate.version))
+    if not live_ok:
+        raise dg.Failure(f"version {candidate.version} for {month}: {live}; the champion stays")
     previous = mlflow_registry.version_for(CHAMPION)
     client = mlflow_registry.client()
     client.set_model_version_tag(
@@ -44,5 +52,6 @@ def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowResource)
             "previous_champion": previous or "none",
             "champion_from": month,
             "mlflow_run_id": candidate.run_id,
+            "shadow_evidence": live,
         }
     )
