@@ -26,7 +26,7 @@ from stock_assets.models.drift import DRIFT_KEY, SHIFTED, drift, psi
 from stock_assets.models.first_champion import months_to_refit
 from stock_assets.models.shadow_comparison import live_verdict, shadow_comparison, shadow_results
 from stock_assets.partitions import range_tags
-from stock_assets.pit import members_on
+from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
 from stock_assets.resources.sources import MembershipSource, today_utc
@@ -247,3 +247,73 @@ def test_a_drift_report_asking_for_a_refit_requests_one_for_its_month():
             assert isinstance(result, dg.RunRequest) and result.partition_key == "2010-06-01"
         else:
             assert isinstance(result, dg.SkipReason)
+
+
+def test_no_prediction_up_to_t_changes_when_every_input_after_t_changes(
+    stack, sp500, events, tmp_path
+):
+    """The end-to-end leakage probe: prices, volumes, a corporate action and index membership
+    after t perturbed, then features, the June refit and June's predictions rebuilt through the
+    same assets in a second lake and MLflow store; every prediction dated <= t is identical."""
+    lake, _, _, _ = stack
+    t = dt.date(2010, 6, 15)
+    rng = np.random.default_rng(11)
+    after = pl.col("date") > t
+    noise = pl.Series(rng.uniform(0.7, 1.3, sp500.height))
+    bars = sp500.with_columns(
+        *(pl.when(after).then(pl.col(c) * noise).otherwise(pl.col(c)) for c in ("open", "close")),
+        high=pl.when(after).then(pl.max_horizontal("high", "open", "close") * noise.max())
+        .otherwise(pl.col("high")),
+        low=pl.when(after).then(pl.min_horizontal("low", "open", "close") * noise.min())
+        .otherwise(pl.col("low")),
+        volume=pl.when(after).then(pl.col("volume") * 3).otherwise(pl.col("volume")),
+    )  # fmt: skip
+    split_after_t = pl.DataFrame(
+        [{"instrument": "AAPL", "ticker": "AAPL", "action": "split",
+          "effective_date": dt.date(2010, 7, 1), "ratio": 4.0, "new_ticker": None,
+          "detected_ratio": None, "volume_ratio": None, "source": "test", "status": "confirmed",
+          "known_from": dt.date(2010, 7, 1), "note": "made up, after t"}],
+        schema=events.schema,
+    )  # fmt: skip
+    adjusted = adjust_bars(bars, pl.concat([events, split_after_t]))
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    intervals = intervals.with_columns(  # memberships starting after t start the day after t
+        member_from=pl.when(pl.col("member_from") > t)
+        .then(pl.lit(t + dt.timedelta(days=1)))
+        .otherwise(pl.col("member_from"))
+    )
+    other = LakeResource(root=str(tmp_path / "lake"))
+    other.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
+    days = sorted(adjusted["date"].unique())
+    other.overwrite_dates(tables.UNIVERSE, members_on(intervals, days), FIRST, LAST)
+    tags = range_tags(str(FIRST), str(LAST))
+    assert dg.materialize([daily_features], resources={"lake": other}, tags=tags).success
+    registry = MlflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+    )
+    resources = {"lake": other, "mlflow_registry": registry}
+    assert refit(JUNE, resources).success
+    june = range_tags(JUNE, "2010-06-30")
+    assert dg.materialize([predictions], resources=resources, tags=june).success
+
+    def upto_t(of: LakeResource) -> pl.DataFrame:
+        stored = of.read_dates(tables.GOLD_PREDICTIONS, dt.date(2010, 6, 1), t)
+        return (
+            stored.filter(pl.col("role") == "champion")
+            .select("instrument", "date", "prediction", "lower", "upper")
+            .sort("instrument", "date")
+        )
+
+    original = upto_t(lake)
+    assert original.height > 5000
+    assert upto_t(other).equals(original)
+    # and the perturbation reached the model's inputs after t
+    later = other.read_dates(tables.GOLD_PREDICTIONS, dt.date(2010, 6, 16), dt.date(2010, 6, 30))
+    before = lake.read_dates(tables.GOLD_PREDICTIONS, dt.date(2010, 6, 16), dt.date(2010, 6, 30))
+    champion_only = pl.col("role") == "champion"
+    assert (
+        not later.filter(champion_only)
+        .sort("instrument", "date")["prediction"]
+        .equals(before.filter(champion_only).sort("instrument", "date")["prediction"])
+    )
