@@ -31,7 +31,7 @@ from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
 
-CATCH_UP_TIMEOUT_S = 1800
+CATCH_UP_TIMEOUT_S = 3600
 
 
 def _interrupt(signum, _frame) -> None:
@@ -95,7 +95,7 @@ def _ensure_running(process: subprocess.Popen) -> None:
 
 def _wait_for_pipeline(
     kafka: KafkaResource, lake: LakeResource, topic: str, dagster: subprocess.Popen
-) -> None:
+) -> bool:
     """Print progress until bronze holds every offset, silver, adjusted bars and features hold
     every bar, and the online store answers for the newest session."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
@@ -117,9 +117,14 @@ def _wait_for_pipeline(
         )
         filled = behind == 0 and bronze and silver >= bronze and adjusted >= silver <= features
         if filled and online == tickers:
-            return
+            return True
         time.sleep(10)
-    print("  still catching up; watch the runs in the UI")
+    print(
+        f"  still catching up after {CATCH_UP_TIMEOUT_S // 60} minutes; the runs go on: watch "
+        "them in the UI (Dagster's bookkeeping of a many-year first range is slow)",
+        flush=True,
+    )
+    return False
 
 
 BACKFILL_MUTATION = """
@@ -178,7 +183,9 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
 def recompute_features_without_context(ui_port: int, lake: LakeResource):
     """Features a chain run computed before the alternative data landed have no universe
     (``in_universe`` null): recompute their sessions as one single-run backfill; returns the
-    backfill id and the sessions' range."""
+    backfill id and the sessions' range (None when there is nothing to recompute)."""
+    if not lake.exists(tables.GOLD_DAILY_FEATURES):
+        return None
     missing = (
         lake.scan(tables.GOLD_DAILY_FEATURES)
         .filter(pl.col("in_universe").is_null())
@@ -329,7 +336,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             _wait_for_webserver(ui_port)
             backfill = backfill_history(ui_port, altdata, "make run: history of alternative data")
         print("sensors ingest the topic into bronze, then build silver and features:", flush=True)
-        _wait_for_pipeline(kafka, lake, topic, dagster)
+        caught_up = _wait_for_pipeline(kafka, lake, topic, dagster)
         if backfill:
             wait_for_backfill(ui_port, backfill)
             again = recompute_features_without_context(ui_port, lake)
@@ -338,7 +345,14 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
                 wait_for_backfill(ui_port, backfill_id)
                 refresh_feast(first, last)
         print(online_store_summary(lake), flush=True)
-        print(train_first_champion(), flush=True)
+        if caught_up:
+            print(train_first_champion(), flush=True)
+        else:
+            print(
+                "models: not trained yet (features still building); once they are, "
+                "materialize models/challenger + models/champion for a month from the UI",
+                flush=True,
+            )
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"
