@@ -97,9 +97,18 @@ def label_as_prediction(
 
 
 def shuffled_prediction(frame: pl.DataFrame, label: str = "label", seed: int = 0) -> pl.DataFrame:
-    """The label shuffled among the rows of each date: rank IC must be ~0 on average."""
-    return frame.sort("date", "instrument").with_columns(
-        prediction=pl.col(label).shuffle(seed=seed).over("date")
+    """The label shuffled among the rows of each date: rank IC must be ~0 on average.
+
+    Each date gets its own permutation (ordering by a random key): ``shuffle(seed).over("date")``
+    applies one and the same permutation to every date of the same size, which on a fixed
+    cross-section turned a null into rank IC -0.05 (t -18).
+    """
+    key = np.random.default_rng(seed).random(frame.height)
+    return (
+        frame.sort("date", "instrument")
+        .with_columns(pl.Series("_shuffle_key", key))
+        .with_columns(prediction=pl.col(label).sort_by("_shuffle_key").over("date"))
+        .drop("_shuffle_key")
     )
 
 
