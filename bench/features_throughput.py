@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import os
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from stock_assets.gold.indicators import (  # noqa: E402
     indicator_lookback,
     latest_indicators,
 )
-from stock_assets.gold.qlib_binary import write_qlib_provider  # noqa: E402
+from stock_assets.gold.qlib_binary import init_qlib_client, write_qlib_provider  # noqa: E402
 from stock_assets.pit import adjust_bars  # noqa: E402
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated  # noqa: E402
 
@@ -174,21 +173,12 @@ def pandas_indicators(frame: pd.DataFrame) -> pd.DataFrame:
 
 def qlib_alpha158(root: Path, span: list[str], instruments: list[str]) -> pd.DataFrame:
     """D.features with Alpha158's expressions, caches off, recorder skipped (needs mlflow)."""
-    from qlib.config import C
     from qlib.contrib.data.loader import Alpha158DL
     from qlib.data import D
-    from qlib.data.cache import H
-    from qlib.data.data import register_all_wrappers
-    from qlib.data.ops import register_all_ops
 
     fields, names = Alpha158DL.get_feature_config()
     fields = [f for f, n in zip(fields, names, strict=True) if n not in ABSENT]
-    H.clear()
-    C.set("client", provider_uri=str(root), region="us", expression_cache=None,
-          dataset_cache=None, kernels=os.cpu_count(), logging_level=logging.WARNING)  # fmt: skip
-    register_all_ops(C)
-    register_all_wrappers(C)
-    C._registered = True
+    init_qlib_client(root)
     return D.features(instruments, fields, *span, freq="day")
 
 

@@ -57,7 +57,7 @@ from stock_assets.bronze.replay import select_bars  # noqa: E402
 from stock_assets.gold.alpha158 import ALPHA158_COLUMNS  # noqa: E402
 from stock_assets.gold.assemble import Context, assemble  # noqa: E402
 from stock_assets.gold.feature_set import MODEL_FEATURES  # noqa: E402
-from stock_assets.gold.qlib_binary import write_qlib_provider  # noqa: E402
+from stock_assets.gold.qlib_binary import init_qlib_client, write_qlib_provider  # noqa: E402
 from stock_assets.models.conformal import calibrate, coverage, predict_intervals  # noqa: E402
 from stock_assets.models.evaluation import (  # noqa: E402
     CostModel,
@@ -451,21 +451,6 @@ class _NoRecorder:
         return None
 
 
-def qlib_init(root: Path) -> None:
-    """Qlib's client config on ``root``: caches off, one worker per core, no recorder."""
-    from qlib.config import C
-    from qlib.data.cache import H
-    from qlib.data.data import register_all_wrappers
-    from qlib.data.ops import register_all_ops
-
-    H.clear()
-    C.set("client", provider_uri=str(root), region="us", expression_cache=None,
-          dataset_cache=None, kernels=os.cpu_count(), logging_level=logging.WARNING)  # fmt: skip
-    register_all_ops(C)
-    register_all_wrappers(C)
-    C._registered = True
-
-
 def write_universe(root: Path, features: pl.DataFrame) -> str:
     """instruments/universe.txt: one line per run of consecutive member bars of an instrument
     (Qlib keeps the rows inside an instrument's spans), so Qlib trains on our universe."""
@@ -506,7 +491,7 @@ def run_qlib(
     from qlib.log import set_global_logger_level
 
     gbdt.R = _NoRecorder()
-    qlib_init(root)
+    init_qlib_client(root)
     set_global_logger_level(logging.WARNING)
     horizon = plan.split.horizon
     # The label is ours: the h-session close-to-close return from t. Cross-sectional sets get

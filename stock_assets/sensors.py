@@ -52,6 +52,7 @@ BAR_CHAIN_CHECKS = [
     DAILY_FEATURES_CHECKS,
     PREDICTIONS_CHECKS,
 ]
+BAR_CHAIN_TAG = "stock/bar_chain"  # dagster.yaml runs one tagged run at a time
 MAX_RECORDS_PER_RUN = 500_000
 MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
 ACTIVE_STATUSES = [
@@ -203,7 +204,7 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
                 ),
                 *(key for asset in BAR_CHAIN_ASSETS for key in asset.check_keys),
             ],
-            tags=range_tags(start, end),
+            tags={**range_tags(start, end), BAR_CHAIN_TAG: "market"},  # one at a time
         )
         for start, end in ranges
     ]

@@ -9,6 +9,7 @@ import yaml
 from stock_assets.bronze.kafka_assets import ingest_pool
 from stock_assets.bronze.market_bars import MARKET_BARS, market_bars
 from stock_assets.bronze.news_articles import NEWS_ARTICLES, news_articles
+from stock_assets.sensors import BAR_CHAIN_TAG
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,9 @@ def test_each_stream_ingests_in_its_own_pool_limited_to_one(tmp_path, monkeypatc
         concurrency = instance.get_concurrency_config()
     assert concurrency.pool_config.default_pool_limit == 1
     assert concurrency.run_queue_config.max_concurrent_runs == 4
+    # the bar chain's range runs go one at a time, in order
+    limits = concurrency.run_queue_config.tag_concurrency_limits
+    assert {"key": BAR_CHAIN_TAG, "limit": 1} in limits
 
 
 def test_first_visit_lands_on_the_graph_not_the_community_dialog():

@@ -49,12 +49,10 @@ def refit(month: str, resources: dict, training: dict | None = None):
     )
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, adjusted):
-    root = tmp_path_factory.mktemp("models")
+def lake_with_models(root, adjusted: pl.DataFrame, intervals: pl.DataFrame):
+    """A lake with the year's adjusted bars, universe and features, and an empty MLflow store."""
     lake = LakeResource(root=str(root / "lake"))
     lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
-    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
     days = sorted(adjusted["date"].unique())
     lake.overwrite_dates(tables.UNIVERSE, members_on(intervals, days), FIRST, LAST)
     tags = range_tags(str(FIRST), str(LAST))
@@ -63,7 +61,14 @@ def stack(tmp_path_factory, adjusted):
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         artifact_location=(root / "artifacts").as_uri(),
     )
-    resources = {"lake": lake, "mlflow_registry": registry}
+    return lake, registry, {"lake": lake, "mlflow_registry": registry}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, adjusted):
+    root = tmp_path_factory.mktemp("models")
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    lake, registry, resources = lake_with_models(root, adjusted, intervals)
     june = refit(JUNE, resources)
     assert june.success
     scored = dg.materialize(
@@ -282,17 +287,7 @@ def test_no_prediction_up_to_t_changes_when_every_input_after_t_changes(
         .then(pl.lit(t + dt.timedelta(days=1)))
         .otherwise(pl.col("member_from"))
     )
-    other = LakeResource(root=str(tmp_path / "lake"))
-    other.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
-    days = sorted(adjusted["date"].unique())
-    other.overwrite_dates(tables.UNIVERSE, members_on(intervals, days), FIRST, LAST)
-    tags = range_tags(str(FIRST), str(LAST))
-    assert dg.materialize([daily_features], resources={"lake": other}, tags=tags).success
-    registry = MlflowResource(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_location=(tmp_path / "artifacts").as_uri(),
-    )
-    resources = {"lake": other, "mlflow_registry": registry}
+    other, _, resources = lake_with_models(tmp_path, adjusted, intervals)
     assert refit(JUNE, resources).success
     june = range_tags(JUNE, "2010-06-30")
     assert dg.materialize([predictions], resources=resources, tags=june).success

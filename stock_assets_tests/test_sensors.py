@@ -21,6 +21,7 @@ from stock_assets.resources.lake import LakeResource
 from stock_assets.sensors import (
     BAR_CHAIN_ASSETS,
     BAR_CHAIN_CHECKS,
+    BAR_CHAIN_TAG,
     daily_bars_sensor,
     market_bars_kafka_sensor,
     partition_ranges,
@@ -175,6 +176,7 @@ def test_daily_bars_sensor_requests_one_keyed_range_run_per_group_of_bar_dates()
     for request in requests:
         assert set(request.asset_selection) == keys
         assert set(request.asset_check_keys) == checks
+        assert request.tags[BAR_CHAIN_TAG] == "market"  # dagster.yaml: one range at a time
     assert len({r.run_key for r in requests}) == 2
     again = daily_bars_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
     assert isinstance(again, dg.SkipReason)

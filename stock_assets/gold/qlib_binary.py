@@ -38,3 +38,37 @@ def write_qlib_provider(root: Path, bars: pl.DataFrame) -> tuple[list[str], list
     (root / "instruments" / "all.txt").write_text("".join(lines))
     span = [str(calendar[0]), str(calendar[-1])]
     return span, sorted(bars["instrument"].unique().to_list())
+
+
+def init_qlib_client(
+    root: Path, kernels: int | None = None, storage: type | str | None = None
+) -> None:
+    """Point Qlib (a dev dependency) at ``root``: caches off, ``kernels`` workers (default one per
+    core), optionally another feature storage class, and no experiment recorder.
+
+    Qlib's recorder imports mlflow and, on mlflow 3, refuses its file store; neither the oracle
+    tests nor the benchmarks use it, so the client is configured directly.
+    """
+    import logging
+    import os
+
+    from qlib.config import C
+    from qlib.data.cache import H
+    from qlib.data.data import register_all_wrappers
+    from qlib.data.ops import register_all_ops
+
+    H.clear()
+    backend = {} if storage is None else {"backend": {"class": storage}}
+    C.set(
+        "client",
+        provider_uri=str(root),
+        region="us",
+        expression_cache=None,
+        dataset_cache=None,
+        kernels=kernels or os.cpu_count(),
+        logging_level=logging.WARNING,
+        feature_provider={"class": "LocalFeatureProvider", "kwargs": backend},
+    )
+    register_all_ops(C)
+    register_all_wrappers(C)
+    C._registered = True

@@ -6,8 +6,6 @@ of the first value) and Qlib's Alpha158 expressions are evaluated by ``qlib.data
 Qlib stores float32, so our side gets the same float32-rounded bars.
 """
 
-import logging
-
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -26,7 +24,7 @@ from stock_assets.gold.alpha158 import (
     latest_alpha158,
 )
 from stock_assets.gold.bars import KEY, last_sessions
-from stock_assets.gold.qlib_binary import write_qlib_provider
+from stock_assets.gold.qlib_binary import init_qlib_client, write_qlib_provider
 from stock_assets.pit import adjust_bars
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
 
@@ -57,31 +55,8 @@ class WideFeatureStorage(FileFeatureStorage):
 
 
 def init_qlib(provider, storage: type | None = None) -> None:
-    """``qlib.init`` minus its experiment recorder, with every cache off.
-
-    The recorder imports mlflow, and the mlflow that resolves beside pyarrow 26 (1.x) cannot
-    import under the protobuf 6 Dagster needs; the data layer does not use the recorder.
-    """
-    from qlib.config import C
-    from qlib.data.cache import H
-    from qlib.data.data import register_all_wrappers
-    from qlib.data.ops import register_all_ops
-
-    H.clear()
-    backend = {} if storage is None else {"backend": {"class": storage}}
-    C.set(
-        "client",
-        provider_uri=str(provider),
-        region="us",
-        expression_cache=None,
-        dataset_cache=None,
-        kernels=1,
-        logging_level=logging.WARNING,
-        feature_provider={"class": "LocalFeatureProvider", "kwargs": backend},
-    )
-    register_all_ops(C)
-    register_all_wrappers(C)
-    C._registered = True
+    """``qlib.init`` minus its experiment recorder, with every cache off, one worker."""
+    init_qlib_client(provider, kernels=1, storage=storage)
 
 
 def qlib_alpha158(provider, span, instruments, names=None, storage=None) -> pl.DataFrame:
