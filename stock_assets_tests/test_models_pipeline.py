@@ -191,6 +191,9 @@ def test_a_failed_gate_keeps_the_champion_and_months_keep_their_own_model(stack)
     stored = lake.read(tables.GOLD_PREDICTIONS).filter(pl.col("role") == "champion")
     by_month = stored.group_by(pl.col("date").dt.month()).agg(pl.col("model_version").unique())
     assert dict(by_month.rows()) == {6: ["1"], 7: ["3"]}
+    # promoting an earlier month again (a backfill) leaves the live alias on the newest month
+    assert dg.materialize([champion], resources=resources, partition_key=JUNE).success
+    assert registry.version_for(CHAMPION) == "3"
 
 
 def test_backtest_scores_known_outcomes_and_its_metrics_are_empyricals(stack):

@@ -41,11 +41,14 @@ def champion(
     if not live_ok:
         raise dg.Failure(f"version {candidate.version} for {month}: {live}; the champion stays")
     previous = mlflow_registry.version_for(CHAMPION)
+    latest = mlflow_registry.version_as_of("9999-12", "champion_from")  # newest month promoted
     client = mlflow_registry.client()
     client.set_model_version_tag(
         mlflow_registry.model_name, candidate.version, "champion_from", month
     )
-    mlflow_registry.set_alias(CHAMPION, candidate.version)
+    # a backfill promoting an earlier month serves that month, and leaves the live alias alone
+    if latest is None or month >= latest.tags["champion_from"]:
+        mlflow_registry.set_alias(CHAMPION, candidate.version)
     return dg.MaterializeResult(
         metadata={
             "champion_version": str(candidate.version),
