@@ -124,9 +124,12 @@ class CheckSuite:
         table: Table,
         rules: Sequence[Rule],
         partitions_def: dg.PartitionsDefinition | None = None,
+        whole_table: bool = False,
     ) -> None:
+        """``whole_table``: the asset rewrites the whole table in every run, so its audit reads
+        all of it even inside a ranged run (a range tag says nothing about what it wrote)."""
         self.name, self.table, self.rules = name, table, list(rules)
-        self.partitions_def = partitions_def
+        self.partitions_def, self.whole_table = partitions_def, whole_table
         self.asset_key = dg.AssetKey(table.key_path)
 
     def evaluate(self, data: CheckInput) -> list[dg.AssetCheckResult]:
@@ -175,7 +178,9 @@ class CheckSuite:
             compute_kind="pandera",
         )
         def audit(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-            data = rows_written(context, lake, self.table, self.partitions_def)
+            data = rows_written(
+                context, lake, self.table, self.partitions_def, whole_table=self.whole_table
+            )
             context.log.info(f"auditing {data.frame.height} rows of {self.table.path}")
             yield from self.evaluate(data)
 
@@ -188,10 +193,11 @@ def rows_written(
     lake: LakeIO,
     table: Table,
     partitions_def: dg.PartitionsDefinition | None = None,
+    whole_table: bool = False,
 ) -> CheckInput:
     """The rows of ``table`` in the run's partition range (the whole table outside a range)."""
     op_context = context.op_execution_context
-    if table.date_column is None or not op_context.has_partition_key_range:
+    if whole_table or table.date_column is None or not op_context.has_partition_key_range:
         frame = lake.read(table)
         return CheckInput(frame, lake)
     keys = op_context.partition_key_range

@@ -302,6 +302,7 @@ CORPORATE_ACTIONS_CHECKS = CheckSuite(
             gaps_explained,
         )
     ],
+    whole_table=True,
 )
 
 

@@ -74,6 +74,7 @@ EARNINGS_CHECKS = CheckSuite(
         unique_rule("earnings_calendar_unique", ["ticker", "earnings_date"]),
         quarantine_rule("earnings_calendar_quarantine_empty", tables.EARNINGS_CALENDAR_QUARANTINE),
     ],
+    whole_table=True,
 )
 
 

@@ -173,3 +173,21 @@ def test_graph_wires_corporate_actions_between_silver_bars_and_adjusted_bars():
     assert {graph.get(k).group_name for k in (actions, adjusted, quality)} == {"market"}
     blocking = {c.name for c in graph.asset_check_keys if graph.get(c).blocking}
     assert {EXPLAINED_CHECK, "adjusted_daily_bars_continuous"} <= blocking
+
+
+def test_audit_in_a_one_session_chain_run_reads_every_event(tmp_path, sp500):
+    """The chain's runs carry a session range; the asset still rewrites the whole table, so the
+    audit must read all of it (reading the range's events alone left every split unexplained)."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    write_silver(lake, sp500)
+    newest = sp500["date"].max().isoformat()
+    one_session = {
+        "dagster/asset_partition_range_start": newest,
+        "dagster/asset_partition_range_end": newest,
+    }
+    audited = [corporate_actions, CORPORATE_ACTIONS_CHECKS.asset_check()]
+    result = dg.materialize(audited, resources={"lake": lake}, tags=one_session)
+    assert result.success
+    (check,) = check_results(result).values()
+    assert check.passed, check.metadata
+    assert check.metadata["unexplained_extreme_gaps"].value == 0
