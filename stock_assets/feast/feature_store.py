@@ -33,6 +33,8 @@ from feast import types as feast_types
 from feast.data_format import ParquetFormat
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+from stock_assets import config
+
 WRITER_POOL = "feast_store"  # Dagster pool (limit 1): snapshot, registry and online store writers
 ENTITY = "ticker"
 VIEW = "daily_features"
@@ -70,6 +72,17 @@ class FeatureStoreSettings:
     def __post_init__(self) -> None:
         if self.online == "redis" and not self.online_location:
             raise ValueError("a redis online store needs online_location 'host:port'")
+
+    @classmethod
+    def from_env(cls) -> FeatureStoreSettings:
+        """``STOCK_FEAST_REPO``, ``STOCK_FEAST_ONLINE_STORE`` and ``STOCK_FEAST_REDIS``."""
+        repo = config.feast_repo_dir()
+        return cls(
+            repo_dir=repo,
+            offline_dir=repo / "offline",
+            online=os.environ.get("STOCK_FEAST_ONLINE_STORE", "sqlite"),
+            online_location=os.environ.get("STOCK_FEAST_REDIS", ""),
+        )
 
     @property
     def snapshot_dir(self) -> Path:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from stock_assets import config
 from stock_assets.feast.feature_store import FeatureStoreSettings
 
 
@@ -25,11 +23,12 @@ class FeastResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> FeastResource:
-        """``STOCK_FEAST_REPO``, ``STOCK_FEAST_ONLINE_STORE`` and ``STOCK_FEAST_REDIS``."""
+        """The same environment variables as ``FeatureStoreSettings.from_env``."""
+        settings = FeatureStoreSettings.from_env()
         return cls(
-            repo_dir=str(config.feast_repo_dir()),
-            online_store=os.environ.get("STOCK_FEAST_ONLINE_STORE", "sqlite"),
-            redis_connection_string=os.environ.get("STOCK_FEAST_REDIS", ""),
+            repo_dir=str(settings.repo_dir),
+            online_store=settings.online,
+            redis_connection_string=settings.online_location,
         )
 
     def settings(self) -> FeatureStoreSettings:
