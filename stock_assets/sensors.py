@@ -63,6 +63,12 @@ ACTIVE_STATUSES = [
 ]
 
 
+# One process per step costs a Python start and a Dagster import each (8-25 s on two busy cores):
+# short runs execute in the run worker itself; long catch-up ranges keep step parallelism.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS_MAX_SESSIONS = 5
+
+
 def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
     return instance.get_runs(
         filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=5
@@ -117,8 +123,9 @@ def build_kafka_ingestion(contract: TopicContract, topic: Callable[[], str]):
         offset_ranges = [{"partition": p, "start": s, "end": e} for p, (s, e) in ranges.items()]
         return dg.RunRequest(
             run_key=f"{name}@{generation}/{spans}",
-            run_config={
-                "ops": {contract.name: {"config": {"topic": name, "ranges": offset_ranges}}}
+            run_config={  # one step: nothing to run in parallel
+                "ops": {contract.name: {"config": {"topic": name, "ranges": offset_ranges}}},
+                **IN_PROCESS,
             },
             tags={"stock/topic": name, "stock/offsets": spans[:200]},
         )
@@ -186,6 +193,8 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
         if "event_dates" in metadata:
             dates.update(metadata["event_dates"].value)
     ranges, unknown = partition_ranges(sorted(dates))
+    index = {key: i for i, key in enumerate(trading_day_partitions().get_partition_keys())}
+    ranges = [(start, end, index[end] - index[start] + 1) for start, end in ranges]
     if unknown:
         context.log.warning(
             f"{len(unknown)} bar dates have no session partition to land in: {unknown[:20]}"
@@ -205,8 +214,9 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
                 *(key for asset in BAR_CHAIN_ASSETS for key in asset.check_keys),
             ],
             tags={**range_tags(start, end), BAR_CHAIN_TAG: "market"},  # one at a time
+            run_config=IN_PROCESS if sessions <= IN_PROCESS_MAX_SESSIONS else {},
         )
-        for start, end in ranges
+        for start, end, sessions in ranges
     ]
 
 

@@ -125,6 +125,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_process_group(proc, grace_s=5)
 
 
+@pytest.fixture(scope="session")
+def delivered(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, sp500):
+    """The state the API and the app read (see `stock_assets_tests.delivered`), built once."""
+    from stock_assets_tests.delivered import build_delivered
+
+    topic = f"delivered-{uuid.uuid4().hex[:8]}"
+    ensure_topic(kafka_bootstrap, topic, 3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STOCK_MARKET_TOPIC", topic)
+        return build_delivered(tmp_path_factory.mktemp("delivered"), kafka_bootstrap, topic, sp500)
+
+
 @pytest.fixture
 def fresh_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[..., str]:
     """Factory `make(partitions=3) -> topic name`, unique per call, named after the test."""

@@ -22,6 +22,8 @@ from stock_assets.sensors import (
     BAR_CHAIN_ASSETS,
     BAR_CHAIN_CHECKS,
     BAR_CHAIN_TAG,
+    IN_PROCESS,
+    bar_chain_job,
     daily_bars_sensor,
     market_bars_kafka_sensor,
     partition_ranges,
@@ -122,6 +124,12 @@ def test_new_offsets_become_one_keyed_run_and_the_cursor_advances(
     # nothing was ingested yet, so the same offsets are requested again, under a new run key
     assert second.run_config == first.run_config and second.run_key != first.run_key
     assert json.loads(cursor)["generation"] == 2
+    from stock_assets.definitions import defs
+
+    monkeypatch.setenv("STOCK_KAFKA_BOOTSTRAP", kafka_bootstrap)  # the job's resource config
+    ingest = defs.get_job_def(first.job_name or "ingest_market_bars")
+    assert first.run_config["execution"] == IN_PROCESS["execution"]  # one step: no subprocess
+    assert dg.validate_run_config(ingest, first.run_config) is not None
 
 
 def test_partition_ranges_map_bar_dates_to_the_sessions_owning_them():
@@ -181,3 +189,26 @@ def test_daily_bars_sensor_requests_one_keyed_range_run_per_group_of_bar_dates()
     again = daily_bars_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
     assert isinstance(again, dg.SkipReason)
     assert again.skip_message == "no new bronze materializations"
+
+
+def test_short_ranges_run_in_one_process_and_catch_up_ranges_keep_step_parallelism():
+    """A step subprocess costs 8-25 s of start-up here: streaming cannot pay that per step."""
+    from stock_assets.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    catch_up = [f"2010-03-{day:02d}" for day in range(1, 32)]
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=table_key(tables.BRONZE_MARKET_BARS),
+            metadata={"event_dates": dg.MetadataValue.json([*catch_up, "2010-06-01"])},
+        )
+    )
+    long, short = daily_bars_sensor(dg.build_sensor_context(instance=instance))
+    assert (long.tags[PARTITION_RANGE_START_TAG], short.tags[PARTITION_RANGE_START_TAG]) == (
+        "2010-03-01",
+        "2010-06-01",
+    )
+    assert short.run_config == IN_PROCESS and long.run_config == {}
+    job = defs.get_job_def(bar_chain_job.name)
+    for request in (long, short):
+        assert dg.validate_run_config(job, request.run_config) is not None
