@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 
 from stock_assets import config, tables
@@ -80,6 +81,18 @@ def _prepare_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(config.REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     return home
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs a previous stack left STARTING/STARTED when it stopped; called before this stack
+    launches anything, so no live run can be among them. Left alone, a dead bar-chain run holds
+    the ``stock/bar_chain`` slot and every later range queues behind it forever."""
+    stuck = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    )
+    for run in stuck:
+        instance.report_run_failed(run, "its run worker stopped with the previous local stack")
+    return [run.run_id for run in stuck]
 
 
 def _rows(lake: LakeResource, table: tables.Table, expr: pl.Expr | None = None) -> int:
@@ -214,7 +227,6 @@ def recompute_features_without_context(ui_port: int, lake: LakeResource):
 
 def refresh_feast(first: dt.date, last: dt.date) -> None:
     """Reload recomputed sessions into Feast: one run of the Feast assets, in the instance."""
-    import dagster as dg
 
     from stock_assets.definitions import build_resources
 
@@ -266,7 +278,6 @@ def online_store_summary(lake: LakeResource) -> str:
 
 def train_first_champion() -> str:
     """The first champion, predictions, signals and backtest, unless a champion exists."""
-    import dagster as dg
 
     from stock_assets.definitions import build_resources
     from stock_assets.models.first_champion import first_champion
@@ -297,6 +308,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     os.environ["DAGSTER_HOME"] = str(_prepare_dagster_home())  # this process records runs too
+    orphaned = fail_orphaned_runs(dg.DagsterInstance.get())
+    if orphaned:
+        print(f"marked {len(orphaned)} runs of the previous stack failed: {orphaned}", flush=True)
     env.update(
         DAGSTER_HOME=os.environ["DAGSTER_HOME"],
         STOCK_LAKE_ROOT=config.lake_root(),

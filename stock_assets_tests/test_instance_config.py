@@ -32,3 +32,30 @@ def test_first_visit_lands_on_the_graph_not_the_community_dialog():
     settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert settings["nux"] == {"enabled": False}
     assert settings["telemetry"] == {"enabled": False}
+
+
+def test_a_restarted_stack_fails_the_runs_its_predecessor_left_started(tmp_path, monkeypatch):
+    """A killed stack leaves its bar-chain run STARTED: it held the one-at-a-time slot forever."""
+    from stock_assets.local_stack import fail_orphaned_runs
+
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+
+        @dg.op
+        def step() -> None: ...
+
+        @dg.job
+        def build_from_new_bars() -> None:
+            step()
+
+        started, waiting = (
+            instance.create_run_for_job(
+                build_from_new_bars, tags={BAR_CHAIN_TAG: "market"}, status=status
+            )
+            for status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED)
+        )
+        assert fail_orphaned_runs(instance) == [started.run_id]
+        assert instance.get_run_by_id(started.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.NOT_STARTED
+        assert fail_orphaned_runs(instance) == []

@@ -60,7 +60,8 @@ def evaluate(rows: pl.DataFrame, top_k: int) -> tuple[pl.DataFrame, dict]:
         .with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
         .select(list(tables.GOLD_BACKTEST.schema))
     )
-    summary = ic_report(rows, "prediction", "label")
+    lags = int(rows["horizon"].max()) - 1 if rows.height else 0  # overlapping labels
+    summary = ic_report(rows, "prediction", "label", lags)
     report = portfolio_report(books)
     inside = rows.filter(pl.col("label").is_between(pl.col("lower"), pl.col("upper"))).height
     oracle = ic_report(label_as_prediction(rows, noise=0.1), "prediction", "label")["rank_ic"]

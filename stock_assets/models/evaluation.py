@@ -51,36 +51,58 @@ def daily_ic(
 
 @dataclass(frozen=True)
 class ICSummary:
-    """Mean, std (ddof 1), ICIR = mean/std, t = mean/std*sqrt(n), over n days with a value."""
+    """Mean, std (ddof 1), ICIR = mean/std, t = mean/std*sqrt(n), over n days with a value.
+
+    ``nw_t_stat`` is the same mean over its Newey-West standard error: h-day labels overlap, so
+    neighbouring daily ICs share h-1 days of returns and the plain t overstates the evidence.
+    """
 
     mean: float
     std: float
     icir: float
     t_stat: float
     days: int
+    nw_t_stat: float = math.nan
+    nw_lags: int = 0
 
     def as_dict(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}_{name}": float(value) for name, value in asdict(self).items()}
 
 
-def summarize_ic(values: pl.Series | np.ndarray | list[float]) -> ICSummary:
-    """Summary of a daily IC series (nulls and NaN skipped)."""
+def newey_west_t(values: np.ndarray, lags: int) -> float:
+    """Mean over its HAC standard error: Bartlett weights 1 - j/(lags+1), no small-sample factor."""
+    n = values.size
+    if n < 2:
+        return math.nan
+    centred = values - values.mean()
+    long_run = centred @ centred / n
+    for j in range(1, min(lags, n - 1) + 1):
+        long_run += 2 * (1 - j / (lags + 1)) * (centred[j:] @ centred[:-j]) / n
+    return float(values.mean() / math.sqrt(long_run / n)) if long_run > 0 else math.nan
+
+
+def summarize_ic(values: pl.Series | np.ndarray | list[float], lags: int = 0) -> ICSummary:
+    """Summary of a daily IC series (nulls and NaN skipped); ``lags``: label horizon - 1."""
     series = pl.Series(values, dtype=pl.Float64).drop_nulls().drop_nans()
     days = series.len()
     if days == 0:
-        return ICSummary(math.nan, math.nan, math.nan, math.nan, 0)
+        return ICSummary(math.nan, math.nan, math.nan, math.nan, 0, math.nan, lags)
     mean = float(series.mean())
     std = float(series.std(ddof=1)) if days > 1 else math.nan
     icir = mean / std if std and std > 0 else math.nan
-    return ICSummary(mean, std, icir, icir * math.sqrt(days), days)
+    nw = newey_west_t(series.to_numpy(), lags)
+    return ICSummary(mean, std, icir, icir * math.sqrt(days), days, nw, lags)
 
 
 def ic_report(
-    frame: pl.DataFrame, prediction: str = "prediction", label: str = "label"
+    frame: pl.DataFrame, prediction: str = "prediction", label: str = "label", lags: int = 0
 ) -> dict[str, ICSummary]:
     """`summarize_ic` of the daily IC and rank IC: {"ic": ..., "rank_ic": ...}."""
     daily = daily_ic(frame, prediction, label)
-    return {"ic": summarize_ic(daily["ic"]), "rank_ic": summarize_ic(daily["rank_ic"])}
+    return {
+        "ic": summarize_ic(daily["ic"], lags),
+        "rank_ic": summarize_ic(daily["rank_ic"], lags),
+    }
 
 
 # -- sanity predictions -----------------------------------------------------------------------

@@ -49,7 +49,7 @@ def compare(predictions: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
             "date", pl.col("rank_ic").alias("champion_rank_ic")
         )
         days = mine.join(theirs, on="date").drop_nulls()
-        difference = summarize_ic(days["rank_ic"] - days["champion_rank_ic"])
+        difference = summarize_ic(days["rank_ic"] - days["champion_rank_ic"], horizon - 1)
         rows.append(
             {
                 "challenger_version": challenger,
@@ -58,6 +58,7 @@ def compare(predictions: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
                 "challenger_rank_ic": days["rank_ic"].mean(),
                 "champion_rank_ic": days["champion_rank_ic"].mean(),
                 "difference_t_stat": difference.t_stat,
+                "difference_nw_t_stat": difference.nw_t_stat,  # overlapping labels
             }
         )
     return pl.DataFrame(rows).sort("challenger_version", "champion_version")

@@ -82,6 +82,22 @@ def test_ic_summary_formulas():
     assert summary.as_dict("rank_ic")["rank_ic_t_stat"] == summary.t_stat
 
 
+def test_newey_west_t_equals_statsmodels_hac_and_shrinks_on_overlapping_labels():
+    """Daily ICs of 5-day labels are a moving sum of shared shocks: the plain t overstates."""
+    import statsmodels.api as sm
+
+    shocks = np.random.default_rng(7).standard_normal(504)
+    overlapping = 0.02 + np.convolve(shocks, np.ones(5) / 5, mode="valid") * 0.1
+    summary = summarize_ic(overlapping, lags=4)
+    hac = sm.OLS(overlapping, np.ones_like(overlapping)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": 4, "use_correction": False}
+    )
+    assert summary.nw_t_stat == pytest.approx(hac.tvalues[0], rel=1e-9)
+    assert summary.nw_lags == 4
+    assert abs(summary.nw_t_stat) < abs(summary.t_stat) / 1.5
+    assert summarize_ic(overlapping).nw_t_stat == pytest.approx(summary.t_stat, rel=1e-2)
+
+
 def test_the_label_as_prediction_gives_rank_ic_one_and_shuffled_labels_zero(member_labels):
     """On the real year's universe: the oracle is perfect, a shuffle per date carries nothing."""
     for frame in member_labels.values():
