@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sqlite3
 import statistics
 import sys
 import time
@@ -62,7 +63,11 @@ def publish(bootstrap: str, bars: pl.DataFrame) -> float:
 def wait_online(store, tickers: list[str], above: int, timeout_s: float) -> float | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        online = fs.online_features(store, tickers, dt.timedelta(days=36500))
+        try:
+            online = fs.online_features(store, tickers, dt.timedelta(days=36500))
+        except sqlite3.OperationalError:  # a store made before WAL was switched on
+            time.sleep(0.2)
+            continue
         if (online[fs.VERSION].fill_null(-1) > above).all():
             return time.time()
         time.sleep(0.2)

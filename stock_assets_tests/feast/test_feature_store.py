@@ -248,6 +248,22 @@ def test_online_after_materialize_is_latest_offline_row(tmp_path, frame):
     assert values.null_count().row(0) == (2,) * values.width
 
 
+def test_online_reads_go_on_while_a_load_holds_the_write_lock(tmp_path, frame):
+    """The API reads while the chain loads a session: WAL, not "database is locked"."""
+    import contextlib
+    import sqlite3
+
+    settings, store = loaded_store(tmp_path, frame)
+    fs.materialize(store, settings, frame["date"].min(), chunk_days=40)
+    path = Path(fs.repo_config(settings)["online_store"]["path"])
+    with contextlib.closing(sqlite3.connect(path, timeout=0.1)) as writer:
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        writer.execute("BEGIN EXCLUSIVE")  # what a commit of a load holds
+        online = fs.online_features(store, [frame["ticker"][0]], dt.timedelta(days=36500))
+        writer.rollback()
+    assert online["status"].item() != "missing"
+
+
 # -- 3. re-running a range is idempotent --------------------------------------------------------
 def snapshot(settings: fs.FeatureStoreSettings) -> pl.DataFrame:
     return pl.read_parquet(settings.snapshot_dir / "*.parquet").drop("created_timestamp")
