@@ -18,7 +18,7 @@ def _kafka():
             "no Kafka broker: set STOCK_KAFKA_BOOTSTRAP, or start the local one with "
             "`stock-assets broker` (make run does this)"
         )
-    return KafkaResource(bootstrap_servers=bootstrap)
+    return KafkaResource.resolved_from_env(bootstrap)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -28,7 +28,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     kafka = _kafka()
     tickers = [t.strip().upper() for t in args.tickers.split(",")] if args.tickers else None
     bars = select_bars(args.dataset, args.start, args.end, tickers)
-    ensure_topic(kafka.bootstrap_servers, args.topic, config.market_bars_partitions())
+    partitions = config.market_bars_partitions()
+    ensure_topic(kafka.bootstrap_servers, args.topic, partitions, security=kafka.security_kwargs())
     report = replay(kafka, args.topic, bars, args.dataset, days_per_second=args.days_per_second)
     print(report.summary())
     return 1 if report.failed else 0

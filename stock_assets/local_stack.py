@@ -323,10 +323,11 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             broker = start_local_broker()
             env["STOCK_KAFKA_BOOTSTRAP"] = broker.bootstrap
             print(f"embedded broker on {broker.bootstrap} (data in {state / 'broker'})", flush=True)
-        kafka = KafkaResource(bootstrap_servers=env["STOCK_KAFKA_BOOTSTRAP"])
+        kafka = KafkaResource.resolved_from_env(env["STOCK_KAFKA_BOOTSTRAP"])
         lake = LakeResource.from_env()
         topic = config.market_bars_topic()
-        ensure_topic(kafka.bootstrap_servers, topic, config.market_bars_partitions())
+        partitions = config.market_bars_partitions()
+        ensure_topic(kafka.bootstrap_servers, topic, partitions, security=kafka.security_kwargs())
         held = sum(kafka.end_offsets(topic).values())
         if held:
             print(f"{topic} already holds {held} messages: not replaying again", flush=True)

@@ -94,3 +94,22 @@ def test_broker_command_stops_its_broker_on_signal_even_if_sigint_was_ignored(tm
         assert not (tmp_path / "broker" / "broker.json").exists()
     finally:
         process.kill()
+
+
+def test_cli_clients_carry_the_clusters_tls_and_sasl_settings(monkeypatch):
+    """The CLI builds its clients outside a run: it must still read STOCK_KAFKA_* security."""
+    from stock_assets.cli import _kafka
+
+    monkeypatch.setenv("STOCK_KAFKA_BOOTSTRAP", "kafka-0.example:9093,kafka-1.example:9093")
+    monkeypatch.setenv("STOCK_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("STOCK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("STOCK_KAFKA_SASL_USERNAME", "ingest")
+    monkeypatch.setenv("STOCK_KAFKA_SASL_PASSWORD", "from-a-secret")
+    kwargs = _kafka().client_kwargs()
+    assert kwargs["bootstrap_servers"] == ["kafka-0.example:9093", "kafka-1.example:9093"]
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == (
+        "ingest",
+        "from-a-secret",
+    )

@@ -69,10 +69,19 @@ def bounded_client_kwargs(timeout_s: float) -> dict:
 
 
 def ensure_topic(
-    bootstrap: str, topic: str, partitions: int, replication: int = 1, timeout_s: float = 10.0
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication: int = 1,
+    timeout_s: float = 10.0,
+    security: dict | None = None,
 ) -> int:
-    """Create `topic` if missing (idempotent); return its partition count once it has leaders."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **bounded_client_kwargs(timeout_s))
+    """Create `topic` if missing (idempotent); return its partition count once it has leaders.
+
+    ``security``: TLS/SASL client arguments (`KafkaResource.security_kwargs`)."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, **bounded_client_kwargs(timeout_s), **(security or {})
+    )
     try:
         if topic not in admin.list_topics():
             spec = {topic: {"num_partitions": partitions, "replication_factor": replication}}

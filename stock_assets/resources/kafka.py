@@ -24,6 +24,15 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not answer within the bound; carries a message fit for a tick log."""
 
 
+SECURITY_ENV = {
+    "security_protocol": "STOCK_KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "STOCK_KAFKA_SASL_MECHANISM",
+    "sasl_username": "STOCK_KAFKA_SASL_USERNAME",
+    "sasl_password": "STOCK_KAFKA_SASL_PASSWORD",
+    "ssl_cafile": "STOCK_KAFKA_SSL_CAFILE",
+}
+
+
 class KafkaResource(dg.ConfigurableResource):
     """Connection settings for the market-data Kafka cluster."""
 
@@ -38,24 +47,28 @@ class KafkaResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> KafkaResource:
-        """Bootstrap and optional TLS/SASL settings from ``STOCK_KAFKA_*`` variables."""
-        optional = {
-            "security_protocol": "STOCK_KAFKA_SECURITY_PROTOCOL",
-            "sasl_mechanism": "STOCK_KAFKA_SASL_MECHANISM",
-            "sasl_username": "STOCK_KAFKA_SASL_USERNAME",
-            "sasl_password": "STOCK_KAFKA_SASL_PASSWORD",
-            "ssl_cafile": "STOCK_KAFKA_SSL_CAFILE",
-        }
-        present = {field: dg.EnvVar(var) for field, var in optional.items() if os.environ.get(var)}
+        """Bootstrap and optional TLS/SASL settings from ``STOCK_KAFKA_*`` variables (as EnvVar
+        references: Dagster resolves them in runs and masks the secrets in the UI)."""
+        present = {f: dg.EnvVar(var) for f, var in SECURITY_ENV.items() if os.environ.get(var)}
         return cls(bootstrap_servers=dg.EnvVar("STOCK_KAFKA_BOOTSTRAP"), **present)
 
+    @classmethod
+    def resolved_from_env(cls, bootstrap: str) -> KafkaResource:
+        """The same settings with their values, for use outside a Dagster run (the CLI)."""
+        present = {f: os.environ[var] for f, var in SECURITY_ENV.items() if os.environ.get(var)}
+        return cls(bootstrap_servers=bootstrap, **present)
+
     def client_kwargs(self) -> dict:
-        kwargs = {
+        return {
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
             **bounded_client_kwargs(self.timeout_s),
+            **self.security_kwargs(),
         }
+
+    def security_kwargs(self) -> dict:
+        """TLS/SASL arguments of every kafka-python client (admin clients included)."""
+        kwargs: dict = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             kwargs.update(
                 sasl_mechanism=self.sasl_mechanism,
