@@ -89,6 +89,7 @@ def build_kafka_ingestion(contract: TopicContract, topic: Callable[[], str]):
         ),
         description=f"Kafka offset ranges -> {contract.bronze.path} "
         f"(launched by {contract.name}_kafka_sensor).",
+        executor_def=dg.multi_or_in_process_executor,  # honours IN_PROCESS under k8s too
     )
 
     @dg.sensor(
@@ -145,6 +146,9 @@ bar_chain_job = dg.define_asset_job(
     description="Silver bars, corporate actions, adjusted bars, quality, features, the Feast "
     "store, predictions and signals for the sessions new bars touched (launched by "
     "daily_bars_sensor).",
+    # its own executor, so that the sensor's IN_PROCESS run config holds where the code
+    # location's default is k8s_job_executor (a pod per step would cost more than the steps)
+    executor_def=dg.multi_or_in_process_executor,
 )
 
 
