@@ -86,12 +86,14 @@ def _prepare_dagster_home() -> Path:
 def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     """Runs a previous stack left STARTING/STARTED when it stopped; called before this stack
     launches anything, so no live run can be among them. Left alone, a dead bar-chain run holds
-    the ``stock/bar_chain`` slot and every later range queues behind it forever."""
+    the ``stock/bar_chain`` slot and every later range queues behind it forever, and a step of
+    it killed inside a pool (``feast_store``) keeps that pool's one slot claimed."""
     stuck = instance.get_runs(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
     )
     for run in stuck:
         instance.report_run_failed(run, "its run worker stopped with the previous local stack")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     return [run.run_id for run in stuck]
 
 

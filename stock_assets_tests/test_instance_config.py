@@ -55,7 +55,12 @@ def test_a_restarted_stack_fails_the_runs_its_predecessor_left_started(tmp_path,
             )
             for status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED)
         )
+        pools = instance.event_log_storage
+        pools.set_concurrency_slots("feast_store", 1)
+        claim = pools.claim_concurrency_slot("feast_store", started.run_id, "feast_step")
+        assert claim.is_claimed  # the killed step's claim on the pool's one slot
         assert fail_orphaned_runs(instance) == [started.run_id]
+        assert pools.get_concurrency_info("feast_store").claimed_slots == []
         assert instance.get_run_by_id(started.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.NOT_STARTED
         assert fail_orphaned_runs(instance) == []
