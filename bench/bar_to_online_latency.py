@@ -95,8 +95,10 @@ def run_breakdown(instance: dg.DagsterInstance, since: float) -> dict[str, float
         if not runs:
             continue
         record = min(runs, key=lambda r: r.create_timestamp)
-        if record.start_time and record.end_time:
+        out[f"{job} created"] = record.create_timestamp.timestamp() - since
+        if record.start_time:
             out[f"{job} started"] = record.start_time - since
+        if record.end_time:
             out[f"{job} ended"] = record.end_time - since
         for step in instance.get_run_step_stats(record.dagster_run.run_id):
             if step.start_time and step.end_time:

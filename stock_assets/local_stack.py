@@ -21,6 +21,7 @@ import dagster as dg
 import polars as pl
 
 from stock_assets import config, tables
+from stock_assets import local_services as services
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.replay import replay, select_bars
@@ -318,8 +319,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
         STOCK_LAKE_ROOT=config.lake_root(),
         STOCK_STATE_DIR=str(state),
     )
-    broker = None
-    dagster = None
+    broker = dagster = api = app = None
     try:
         if not os.environ.get("STOCK_KAFKA_BOOTSTRAP"):
             broker = start_local_broker()
@@ -370,8 +370,12 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
                 "materialize models/challenger + models/champion for a month from the UI",
                 flush=True,
             )
+        api, app, (api_port, app_port) = services.start_delivery(env, state, ui_port)
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
+            f"API: http://127.0.0.1:{api_port}/docs  (header X-API-Key: the secret in "
+            f"{state / 'api_key'})\n"
+            f"app: http://127.0.0.1:{app_port}\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"
             "publish more: .venv/bin/stock-assets replay --dataset sp500_2009 --days-per-second 2\n"
             "Ctrl-C stops everything started here.",
@@ -384,6 +388,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
         print("\nstopping...", flush=True)
         return 0
     finally:
+        for process in (app, api):
+            if process is not None:
+                stop_process_group(process, grace_s=5)
         if dagster is not None:
             stop_process_group(dagster, grace_s=10)
         if broker is not None:

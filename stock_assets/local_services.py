@@ -1,0 +1,101 @@
+"""The API and the Streamlit app as processes of the local stack (`make run`).
+
+Both read what the pipeline stored (the lake, the MLflow registry, the Feast online store) and
+reload on their own when new outputs land, so they start once, next to Dagster. Locally the API
+gets one generated key: its secret stays in the state folder (mode 0600) and only its SHA-256
+digest reaches the API's configuration, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from serving.settings import digest, new_secret
+from stock_assets import config
+
+LOCAL_KEY_ID = "local"
+
+
+def local_api_key(state: Path) -> str:
+    """The local key's secret, made on first use and kept across restarts."""
+    path = state / "api_key"
+    if not path.exists():
+        path.write_text(new_secret() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def api_env(env: Mapping[str, str], secret: str, port: int) -> dict[str, str]:
+    """The stack's environment plus the API's own settings (an operator's STOCK_API_KEYS wins)."""
+    keys = env.get("STOCK_API_KEYS") or f"{LOCAL_KEY_ID}:{digest(secret)}"
+    return {
+        **env,
+        "STOCK_API_KEYS": keys,
+        "STOCK_API_HOST": "127.0.0.1",
+        "STOCK_API_PORT": str(port),
+    }
+
+
+def start_api(env: Mapping[str, str]) -> subprocess.Popen:
+    """``python -m serving`` with `api_env`'s settings."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "serving"],
+        cwd=config.REPO_ROOT,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
+def start_app(env: Mapping[str, str], port: int, ui_port: int) -> subprocess.Popen:
+    app_env = {**env, "STOCK_DAGSTER_UI_URL": f"http://127.0.0.1:{ui_port}"}
+    app_env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true"],
+        cwd=config.REPO_ROOT,
+        env=app_env,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, timeout_s: float = 120) -> bool:
+    """True once ``url`` answers below 500; False if the process died or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status < 500
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def ports() -> tuple[int, int]:
+    """``STOCK_API_PORT`` / ``STOCK_APP_PORT`` (8000 / 8501)."""
+    return int(os.environ.get("STOCK_API_PORT", 8000)), int(os.environ.get("STOCK_APP_PORT", 8501))
+
+
+def start_delivery(env: Mapping[str, str], state: Path, ui_port: int):
+    """Start the API and the app and wait until both answer: (api, app, (api_port, app_port))."""
+    api_port, app_port = ports()
+    api = start_api(api_env(env, local_api_key(state), api_port))
+    app = start_app(env, app_port, ui_port)
+    for name, url, process in (
+        ("API", f"http://127.0.0.1:{api_port}/health/live", api),
+        ("app", f"http://127.0.0.1:{app_port}/_stcore/health", app),
+    ):
+        if not wait_until_answering(url, process):
+            print(f"{name} did not answer on {url}; see its output above", flush=True)
+    return api, app, (api_port, app_port)

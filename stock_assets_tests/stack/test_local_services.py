@@ -1,0 +1,36 @@
+"""`make run`'s API and app: started on the built state, answering, the local key enforced."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import httpx
+
+from stock_assets import local_services as services
+from stock_assets.resources.broker import free_port, stop_process_group
+
+
+def test_make_run_serves_the_api_with_its_local_key_and_the_app(delivered, tmp_path, monkeypatch):
+    api_port, app_port = free_port(), free_port()
+    monkeypatch.setenv("STOCK_API_PORT", str(api_port))
+    monkeypatch.setenv("STOCK_APP_PORT", str(app_port))
+    monkeypatch.delenv("STOCK_API_KEYS", raising=False)
+    env = {**os.environ, **delivered.env}
+    api, app, ports = services.start_delivery(env, tmp_path, ui_port=free_port())
+    try:
+        assert ports == (api_port, app_port)
+        secret = (tmp_path / "api_key").read_text().strip()
+        assert stat.S_IMODE((tmp_path / "api_key").stat().st_mode) == 0o600
+        assert services.local_api_key(tmp_path) == secret  # kept across restarts
+        base = f"http://127.0.0.1:{api_port}"
+        assert httpx.get(f"{base}/v1/tickers", timeout=10).status_code == 401
+        tickers = httpx.get(f"{base}/v1/tickers", headers={"X-API-Key": secret}, timeout=10)
+        assert tickers.status_code == 200
+        assert "AAPL" in tickers.text
+        page = httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=10)
+        assert page.status_code == 200 and page.text == "ok"
+    finally:
+        for process in (api, app):
+            stop_process_group(process, grace_s=5)
+    assert api.poll() is not None and app.poll() is not None
