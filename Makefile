@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .venv-bootstrap/bin/uv)
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-packages run test lint bench clean
 
 $(UV):
 	python3 -m venv .venv-bootstrap && .venv-bootstrap/bin/pip install --quiet uv==0.13.9
@@ -15,7 +15,14 @@ install: $(UV)
 run: install
 	$(VENV)/bin/stock-assets up
 
-test: install
+# Debian packages the suite drives: chromium (the app's browser test) and wrk (API load bench)
+system-packages:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium wrk; }
+
+test: install system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest

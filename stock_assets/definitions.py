@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import dagster as dg
+import os
+from pathlib import Path
 
+import dagster as dg
+import yaml
+
+from stock_assets.alerts.resource import NotifierResource  # alerts: docs/ALERTS.md
+from stock_assets.alerts.sensors import ALERT_SENSORS
 from stock_assets.bronze.market_bars import market_bars
 from stock_assets.bronze.news_articles import news_articles
 from stock_assets.gold.backtest import backtest
@@ -55,6 +61,17 @@ CHECK_SUITES = [
 ]
 
 
+def build_executor() -> dg.ExecutorDefinition | None:
+    """k8s_job_executor sized per step from ``STOCK_K8S_EXECUTOR_CONFIG`` (production: a pod per
+    step, training heavier than ingestion); unset, Dagster's default (local runs and tests)."""
+    path = os.environ.get("STOCK_K8S_EXECUTOR_CONFIG")
+    if not path:
+        return None
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor.configured(yaml.safe_load(Path(path).read_text()))
+
+
 def build_resources() -> dict:
     return {
         "kafka": KafkaResource.from_env(),
@@ -65,6 +82,7 @@ def build_resources() -> dict:
         "news_source": NewsSource.from_env(),
         "earnings_source": EarningsSource.from_env(),
         "membership_source": MembershipSource.from_env(),
+        "notifier": NotifierResource.from_env(),  # alerts: every channel off until configured
     }
 
 
@@ -108,6 +126,8 @@ defs = dg.Definitions(
         daily_bars_sensor,
         news_articles_kafka_sensor,
         drift_refit_sensor,
+        *ALERT_SENSORS,  # alerts: docs/ALERTS.md
     ],
     resources=build_resources(),
+    executor=build_executor(),
 )

@@ -137,6 +137,10 @@ def test_sensors_are_declared_running():
         "daily_bars_sensor",
         "news_articles_kafka_sensor",
         "drift_refit_sensor",
+        "blocking_check_alert_sensor",
+        "drift_alert_sensor",
+        "stale_data_alert_sensor",
+        "strong_signal_alert_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 
@@ -202,3 +206,12 @@ def test_checks_on_whole_table_assets_audit_the_whole_table():
         unpartitioned = graph.get(suite.asset_key).partitions_def is None
         if unpartitioned and suite.table.date_column is not None:
             assert suite.whole_table, suite.name
+
+
+def test_the_production_executor_is_k8s_job_executor_from_the_shipped_file(monkeypatch):
+    from stock_assets.definitions import build_executor
+
+    assert build_executor() is None  # local runs and tests: Dagster's default
+    monkeypatch.setenv("STOCK_K8S_EXECUTOR_CONFIG", str(REPO / "deployment/k8s-job-executor.yaml"))
+    executor = build_executor()
+    assert executor is not None and executor.name == "k8s"

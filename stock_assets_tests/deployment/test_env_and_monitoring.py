@@ -27,8 +27,6 @@ INFRASTRUCTURE_ENV = {
     "STREAMLIT_SERVER_HEADLESS": "Streamlit (server.headless)",
     "PYTHONDONTWRITEBYTECODE": "Python: the root filesystem is read-only",
 }
-# Read by the code only after a change this project still has to make (docs/DEPLOYMENT.md).
-PROPOSED_ENV = {"STOCK_K8S_EXECUTOR_CONFIG"}
 # The API's series the alerts rely on (docs/DEPLOYMENT.md, "Metrics"); they must be defined in
 # serving/ (see api_series), so a rename there fails here instead of silencing an alert.
 API_METRICS = {
@@ -66,15 +64,9 @@ def test_every_variable_set_is_one_a_program_reads():
         for item in env:
             name = item["name"]
             if name.startswith("STOCK_"):
-                assert name in read or name in PROPOSED_ENV, f"{where}: nothing reads {name}"
+                assert name in read, f"{where}: nothing reads {name}"
             else:
                 assert name in INFRASTRUCTURE_ENV, f"{where}: {name} is not accounted for"
-
-
-def test_proposed_variables_are_documented_with_their_change():
-    deployment = (REPO / "docs" / "DEPLOYMENT.md").read_text()
-    for name in PROPOSED_ENV:
-        assert name in deployment
 
 
 def test_dagster_pods_get_every_setting_production_needs():
