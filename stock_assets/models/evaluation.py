@@ -69,16 +69,22 @@ class ICSummary:
         return {f"{prefix}_{name}": float(value) for name, value in asdict(self).items()}
 
 
-def newey_west_t(values: np.ndarray, lags: int) -> float:
-    """Mean over its HAC standard error: Bartlett weights 1 - j/(lags+1), no small-sample factor."""
+def newey_west_variance(values: np.ndarray, lags: int) -> float:
+    """HAC variance of the mean: Bartlett weights 1 - j/(lags+1), no small-sample factor."""
     n = values.size
-    if n < 2:
-        return math.nan
     centred = values - values.mean()
     long_run = centred @ centred / n
     for j in range(1, min(lags, n - 1) + 1):
         long_run += 2 * (1 - j / (lags + 1)) * (centred[j:] @ centred[:-j]) / n
-    return float(values.mean() / math.sqrt(long_run / n)) if long_run > 0 else math.nan
+    return float(long_run / n)
+
+
+def newey_west_t(values: np.ndarray, lags: int) -> float:
+    """Mean over its HAC standard error (`newey_west_variance`)."""
+    if values.size < 2:
+        return math.nan
+    variance = newey_west_variance(values, lags)
+    return float(values.mean() / math.sqrt(variance)) if variance > 0 else math.nan
 
 
 def summarize_ic(values: pl.Series | np.ndarray | list[float], lags: int = 0) -> ICSummary:

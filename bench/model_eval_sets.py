@@ -1,0 +1,196 @@
+"""The data sets of `model_evaluation.py`: how each is evaluated, its bars, context, features,
+folds and labels.
+
+Imported by plain name from bench/ (the entry script puts bench/ and the repository root on
+``sys.path``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import polars as pl
+from model_eval_clock import Clock
+
+from stock_assets.bronze.replay import select_bars
+from stock_assets.gold.assemble import Context, assemble
+from stock_assets.models.labels import Normalisation, forward_returns, labelled_universe
+from stock_assets.models.walk_forward import Fold, SplitConfig, walk_forward_folds
+from stock_assets.pit import adjust_bars, members_on
+from stock_assets.resources.sources import (
+    EarningsSource,
+    MacroSource,
+    MembershipSource,
+    NewsSource,
+    today_utc,
+)
+from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
+from stock_assets.silver.earnings_calendar import parse_events
+from stock_assets.silver.index_membership import parse_intervals
+from stock_assets.silver.macro_indicators import not_observed, parse_observations
+from stock_assets.silver.market_sentiment import daily_sentiment
+from stock_assets.silver.news_sentiment import parse_articles, score_articles
+
+KEY = ["instrument", "date"]
+
+
+# -- what runs on each data set ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How one data set is evaluated.
+
+    ``universe``: "membership" = the packaged S&P 500 membership point in time; "all" = every
+    name with a bar is a member. ``cross_sectional``: daily cross-sectional IC and a top-k book
+    (needs a real cross-section); otherwise time-series IC per name and a long-or-cash book.
+    """
+
+    split: SplitConfig
+    universe: str
+    cross_sectional: bool
+    normalisation: Normalisation
+    k: int = 0  # top-k (and bottom-k) of the cross-sectional books
+    note: str = ""
+
+    @property
+    def lags(self) -> int:
+        """Newey-West lags for the overlap of consecutive labels: horizon - 1."""
+        return self.split.horizon - 1
+
+    @property
+    def long_lags(self) -> int:
+        """Newey-West lags of the conservative t: 20 days of daily ICs, 252 rows of a name."""
+        return 20 if self.cross_sectional else 252
+
+
+YEAR_SPLIT = SplitConfig(horizon=5, min_train_sessions=100, validation_sessions=20, refit_every=20)
+# 33-year sets: refit yearly on the last five years (3 at least), validate on the next half year
+LONG_SPLIT = SplitConfig(
+    horizon=5,
+    min_train_sessions=756,
+    validation_sessions=126,
+    refit_every=252,
+    window="rolling",
+    rolling_sessions=1260,
+)
+PLANS: dict[str, Plan] = {
+    "sp500_2009": Plan(YEAR_SPLIT, "membership", True, "rank_gauss", k=50),
+    "sp500_1990_adjclose": Plan(
+        LONG_SPLIT,
+        "membership",
+        True,
+        "rank_gauss",
+        k=5,
+        note="20 names picked in 2022 (survivors): membership only trims the early years",
+    ),
+    "msft_1986": Plan(
+        LONG_SPLIT, "all", False, "none", note="one name: no cross-section, time-series IC only"
+    ),
+    "tsd_ohlcv": Plan(
+        LONG_SPLIT, "all", False, "none", note="1-5 names a day: time-series IC per name"
+    ),
+}
+
+
+# -- bars and context -------------------------------------------------------------------------
+@dataclass
+class Sources:
+    """Silver context tables from the packaged sources, loaded once for every set."""
+
+    macro: pl.DataFrame
+    earnings: pl.DataFrame
+    intervals: pl.DataFrame
+    sentiment: pl.DataFrame
+    seconds: float
+
+
+def load_sources() -> Sources:
+    started = time.perf_counter()
+    today = today_utc()
+    raw = MacroSource().observations()
+    macro, _ = parse_observations(raw.filter(~not_observed(raw)), today)
+    earnings, _ = parse_events(EarningsSource().events(), today)
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today)
+    articles, _ = parse_articles(NewsSource().articles(None), today)
+    sentiment = daily_sentiment(score_articles(articles))
+    return Sources(macro, earnings, intervals, sentiment, time.perf_counter() - started)
+
+
+def adjusted_bars(name: str, sample: int) -> pl.DataFrame:
+    bars = select_bars(name)
+    adjusted = adjust_bars(bars, build_corporate_actions(bars, load_curated()))
+    if sample:
+        names = sorted(adjusted["instrument"].unique().to_list())
+        keep = names[:: max(1, len(names) // sample)]
+        adjusted = adjusted.filter(pl.col("instrument").is_in(keep))
+    return adjusted
+
+
+def context_of(adjusted: pl.DataFrame, plan: Plan, sources: Sources) -> Context:
+    days = sorted(adjusted["date"].unique().to_list())
+    if plan.universe == "membership":
+        universe = members_on(sources.intervals, days)
+    else:  # every name with a bar that day
+        universe = adjusted.select("date", "ticker").unique()
+    return Context(
+        macro=sources.macro,
+        sentiment=sources.sentiment,
+        earnings=sources.earnings,
+        universe=universe,
+        first_bars=adjusted.group_by("instrument").agg(pl.col("date").min().alias("first_date")),
+    )
+
+
+# -- features, folds, labels ------------------------------------------------------------------
+@dataclass
+class SetData:
+    """One data set ready to train and score on."""
+
+    plan: Plan
+    adjusted: pl.DataFrame
+    features: pl.DataFrame  # up to the end of the last fold kept
+    folds: list[Fold]
+    labels: pl.DataFrame  # `forward_returns` over the horizon
+    labelled: pl.DataFrame  # `labelled_universe`: members with a known label
+    members: pl.DataFrame  # feature rows of the day's universe
+    test_rows: pl.DataFrame  # labelled members of the test slices, with their fold
+    book_rows: pl.DataFrame  # members of the test slices with their 1-session return
+
+
+def with_fold(frame: pl.DataFrame, folds: list[Fold]) -> pl.DataFrame:
+    """Rows dated inside a fold's test slice, tagged with the fold number."""
+    parts = [
+        fold.rows(frame, "test").with_columns(fold=pl.lit(fold.number, pl.Int32)) for fold in folds
+    ]
+    return pl.concat(parts)
+
+
+def truncated(features: pl.DataFrame, folds: list[Fold], count: int) -> pl.DataFrame:
+    """Features up to the end of the first ``count`` folds' test slices (same folds again)."""
+    return features.filter(pl.col("date") <= folds[count - 1].test_end)
+
+
+def prepare(
+    adjusted: pl.DataFrame, context: Context, plan: Plan, fold_count: int, clock: Clock
+) -> SetData:
+    """Features and labels (timed on ``clock``) and the walk-forward folds, the first
+    ``fold_count`` of them (0: all)."""
+    with clock("features"):
+        features = assemble(adjusted, adjusted["date"].min(), adjusted["date"].max(), context)
+    sessions = sorted(features["date"].unique().to_list())
+    folds = walk_forward_folds(sessions, plan.split)
+    if fold_count:
+        folds = folds[:fold_count]
+        features = truncated(features, folds, len(folds))
+    with clock("labels"):
+        labels = forward_returns(adjusted, plan.split.horizon)
+        next_day = forward_returns(adjusted, 1)
+        labelled = labelled_universe(features, labels, plan.normalisation)
+    members = features.filter(pl.col("in_universe").fill_null(False))
+    book_rows = with_fold(members.select(KEY), folds).join(
+        next_day.select(*KEY, "forward_return"), on=KEY, how="left"
+    )
+    return SetData(
+        plan, adjusted, features, folds, labels, labelled, members, with_fold(labelled, folds),
+        book_rows,
+    )  # fmt: skip
