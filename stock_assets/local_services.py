@@ -43,26 +43,40 @@ def api_env(env: Mapping[str, str], secret: str, port: int) -> dict[str, str]:
     }
 
 
-def start_api(env: Mapping[str, str]) -> subprocess.Popen:
+def log_file(state: Path, name: str):
+    """An append-mode log under ``<state>/logs``: servers write there, the terminal keeps the
+    progress lines and addresses (the daemon alone logs a sensor tick every few seconds)."""
+    folder = state / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return (folder / f"{name}.log").open("ab")
+
+
+def start_logged(command: list[str], env: Mapping[str, str], state: Path, name: str):
+    """``command`` in its own process group, its output in ``<state>/logs/<name>.log``."""
+    with log_file(state, name) as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            cwd=config.REPO_ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start_api(env: Mapping[str, str], state: Path) -> subprocess.Popen:
     """``python -m serving`` with `api_env`'s settings."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "serving"],
-        cwd=config.REPO_ROOT,
-        env=dict(env),
-        start_new_session=True,
-    )
+    return start_logged([sys.executable, "-m", "serving"], env, state, "api")
 
 
-def start_app(env: Mapping[str, str], port: int, ui_port: int) -> subprocess.Popen:
+def start_app(env: Mapping[str, str], port: int, ui_port: int, state: Path) -> subprocess.Popen:
     app_env = {**env, "STOCK_DAGSTER_UI_URL": f"http://127.0.0.1:{ui_port}"}
     app_env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
-    return subprocess.Popen(
+    return start_logged(
         [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
-        cwd=config.REPO_ROOT,
-        env=app_env,
-        start_new_session=True,
+        app_env, state, "app",
     )  # fmt: skip
 
 
@@ -90,12 +104,13 @@ def ports() -> tuple[int, int]:
 def start_delivery(env: Mapping[str, str], state: Path, ui_port: int):
     """Start the API and the app and wait until both answer: (api, app, (api_port, app_port))."""
     api_port, app_port = ports()
-    api = start_api(api_env(env, local_api_key(state), api_port))
-    app = start_app(env, app_port, ui_port)
+    api = start_api(api_env(env, local_api_key(state), api_port), state)
+    app = start_app(env, app_port, ui_port, state)
     for name, url, process in (
         ("API", f"http://127.0.0.1:{api_port}/health/live", api),
         ("app", f"http://127.0.0.1:{app_port}/_stcore/health", app),
     ):
         if not wait_until_answering(url, process):
-            print(f"{name} did not answer on {url}; see its output above", flush=True)
+            log = state / "logs" / f"{name.lower()}.log"
+            print(f"{name} did not answer on {url}; see {log}", flush=True)
     return api, app, (api_port, app_port)

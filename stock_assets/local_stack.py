@@ -106,7 +106,7 @@ def _rows(lake: LakeResource, table: tables.Table, expr: pl.Expr | None = None) 
 
 def _ensure_running(process: subprocess.Popen) -> None:
     if process.poll() is not None:
-        raise RuntimeError(f"dagster dev exited with code {process.returncode}; see its output")
+        raise RuntimeError(f"dagster dev exited with code {process.returncode}; see its log")
 
 
 def _wait_for_pipeline(
@@ -337,14 +337,16 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             print(f"replaying {', '.join(datasets)} onto {topic}", flush=True)
             for name in datasets:
                 print(replay(kafka, topic, select_bars(name), name).summary(), flush=True)
-        dagster = subprocess.Popen(
-            [Path(sys.executable).with_name("dagster"), "dev", "-w", "workspace.yaml",
+        dagster = services.start_logged(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
              "-h", "127.0.0.1", "-p", str(ui_port)],
-            cwd=config.REPO_ROOT,
-            env=env,
-            start_new_session=True,
+            env, state, "dagster",
         )  # fmt: skip
-        print(f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port}", flush=True)
+        print(
+            f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port} "
+            f"(their log: {state / 'logs' / 'dagster.log'})",
+            flush=True,
+        )
         altdata, backfill = _altdata_keys(), None
         if all(lake.exists(tables.table("/".join(key.path))) for key in altdata):
             print("alternative data already in the lake: not backfilling again", flush=True)
@@ -376,6 +378,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             f"API: http://127.0.0.1:{api_port}/docs  (header X-API-Key: the secret in "
             f"{state / 'api_key'})\n"
             f"app: http://127.0.0.1:{app_port}\n"
+            f"logs of Dagster, the API and the app: {state / 'logs'}\n"
             f"lake: {config.lake_root()}  broker: {env['STOCK_KAFKA_BOOTSTRAP']}\n"
             "publish more: .venv/bin/stock-assets replay --dataset sp500_2009 --days-per-second 2\n"
             "Ctrl-C stops everything started here.",

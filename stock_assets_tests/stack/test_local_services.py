@@ -30,6 +30,8 @@ def test_make_run_serves_the_api_with_its_local_key_and_the_app(delivered, tmp_p
         assert "AAPL" in tickers.text
         page = httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=10)
         assert page.status_code == 200 and page.text == "ok"
+        logs = tmp_path / "logs"  # their output, out of the terminal's progress lines
+        assert (logs / "api.log").stat().st_size > 0 and (logs / "app.log").exists()
     finally:
         for process in (api, app):
             stop_process_group(process, grace_s=5)

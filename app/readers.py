@@ -1,0 +1,101 @@
+"""What the app reads that `stock_assets.outputs` does not cover yet (candidates to move there).
+
+Plain functions over an `Outputs` reader (its lake and, when pinned, its table versions) and the
+model registry: adjusted bars for the price chart, the newest date of each table for the
+freshness panel, the books' performance from the stored backtest rows, and a booster's feature
+importance. No Streamlit and no Dagster here; the app caches what these return.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+
+import polars as pl
+
+from stock_assets import tables
+from stock_assets.models.evaluation import portfolio_report
+from stock_assets.outputs import TRACKED, Outputs
+
+DAGSTER_UI_DEFAULT = "http://127.0.0.1:3000"
+BAR_COLUMNS = ["date", "adj_open", "adj_high", "adj_low", "adj_close", "adj_volume"]
+BOOKS = {"long_net": "long", "long_short_net": "long_short", "benchmark": "benchmark"}
+# the freshness panel: the tables the outputs track, plus the models' pages in the registry view
+MODEL_PAGES = (["models", "challenger"], ["models", "champion"], ["models", "drift"])
+
+
+def dagster_ui_url() -> str:
+    """``STOCK_DAGSTER_UI_URL`` (default the local ``dagster dev``), without a trailing slash."""
+    return os.environ.get("STOCK_DAGSTER_UI_URL", DAGSTER_UI_DEFAULT).rstrip("/")
+
+
+def asset_url(key_path: Sequence[str], base: str | None = None) -> str:
+    """An asset's page in the Dagster UI: ``<base>/assets/<key path joined by />``."""
+    return f"{base or dagster_ui_url()}/assets/{'/'.join(key_path)}"
+
+
+def _scan(out: Outputs, table: tables.Table) -> pl.LazyFrame | None:
+    """The table at the reader's pinned version (latest when unpinned); None if never written."""
+    if out.pins is not None and table.path in out.pins:
+        version = out.pins[table.path]
+        return None if version is None else out.lake.scan(table, version)
+    return out.lake.scan(table) if out.lake.exists(table) else None
+
+
+def price_bars(
+    out: Outputs, ticker: str, start: dt.date, end: dt.date | None = None
+) -> pl.DataFrame:
+    """One ticker's adjusted OHLCV from ``start`` to ``end`` (both ends; open when None)."""
+    frame = _scan(out, tables.ADJUSTED_DAILY_BARS)
+    if frame is None:
+        return pl.DataFrame(schema={c: tables.ADJUSTED_DAILY_BARS.schema[c] for c in BAR_COLUMNS})
+    frame = frame.filter(
+        pl.col("month") >= f"{start:%Y-%m}", pl.col("date") >= start, pl.col("ticker") == ticker
+    )
+    if end is not None:
+        frame = frame.filter(pl.col("month") <= f"{end:%Y-%m}", pl.col("date") <= end)
+    return frame.select(BAR_COLUMNS).sort("date").collect()
+
+
+def newest_dates(out: Outputs) -> pl.DataFrame:
+    """Per tracked table: its newest date, its Delta version and its page in the Dagster UI."""
+    versions = out.versions()
+    rows = []
+    for path, table in TRACKED.items():
+        frame = _scan(out, table)
+        newest = None if frame is None else frame.select(pl.col("date").max()).collect().item()
+        rows.append((path, newest, versions.get(path), asset_url(table.key_path)))
+    schema = {"table": pl.String, "newest_date": pl.Date, "delta_version": pl.Int64}
+    return pl.DataFrame(rows, schema={**schema, "dagster": pl.String}, orient="row")
+
+
+def book_performance(daily: pl.DataFrame) -> pl.DataFrame:
+    """Annualised return, volatility, Sharpe, drawdown, cumulative return and turnover per book,
+    from the stored daily backtest rows (the same functions the backtest asset reports with)."""
+    if daily.is_empty():
+        return pl.DataFrame(schema={"book": pl.String})
+    report = portfolio_report(daily)
+    return pl.DataFrame([{"book": book, **vars(perf)} for book, perf in report.items()])
+
+
+def equity_curves(daily: pl.DataFrame) -> pl.DataFrame:
+    """Growth of 1 per book (net of costs), long format ``date, book, equity``."""
+    if daily.is_empty():
+        return pl.DataFrame(schema={"date": pl.Date, "book": pl.String, "equity": pl.Float64})
+    wide = daily.sort("date").select(
+        "date", *((1.0 + pl.col(c).fill_null(0.0)).cum_prod().alias(b) for c, b in BOOKS.items())
+    )
+    return wide.unpivot(index="date", variable_name="book", value_name="equity")
+
+
+def feature_importance(booster) -> pl.DataFrame:
+    """A LightGBM booster's total gain per feature, with its share of the total, largest first."""
+    gain = booster.feature_importance(importance_type="gain")
+    frame = pl.DataFrame(
+        {"feature": booster.feature_name(), "gain": [float(g) for g in gain]},
+        schema={"feature": pl.String, "gain": pl.Float64},
+    )
+    total = frame["gain"].sum()
+    share = pl.col("gain") / total if total > 0 else pl.lit(0.0)
+    return frame.with_columns(share=share).sort("gain", "feature", descending=[True, False])

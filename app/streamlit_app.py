@@ -1,0 +1,231 @@
+"""The analyst app: one ticker's prices and predictions, the newest signals, the backtest, the
+champion and challenger with their feature importance, and how fresh the data are.
+
+    streamlit run app/streamlit_app.py --server.port 8501
+
+It reads only what the pipeline stored (the Delta tables through `stock_assets.outputs` and
+`app.readers`, the MLflow registry) and never imports Dagster, so it runs beside the pipeline
+with nothing but ``STOCK_LAKE_ROOT`` and the MLflow settings (docs/APP.md). Each rerun pins the
+tables' Delta versions once, so every panel shows the same moment; reads are cached by those
+versions and a model's booster by its registered version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import streamlit as st
+
+from app import charts, readers
+from stock_assets import config
+from stock_assets.lake import Lake
+from stock_assets.models.registry import ModelRegistry, settings_from_env
+from stock_assets.outputs import CHALLENGER, CHAMPION, ModelCard, Outputs
+
+DEFAULT_TICKER = "AAPL"
+PRICE_LOOKBACK = dt.timedelta(days=90)  # bars shown before the first prediction
+Pins = tuple[tuple[str, int | None], ...]
+
+
+def reader(root: str, pins: Pins) -> Outputs:
+    return Outputs(Lake(root), None, dict(pins))
+
+
+# -- cached reads: keyed by the lake and the pinned table versions ---------------------------
+@st.cache_data(show_spinner=False, max_entries=32)
+def tickers(root: str, pins: Pins) -> pl.DataFrame:
+    return reader(root, pins).tickers()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def ticker_view(root: str, pins: Pins, ticker: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(both roles' stored predictions, the adjusted bars from before the first of them)."""
+    out = reader(root, pins)
+    history = out.prediction_history(ticker, role=None)
+    start = (history["date"].min() if history.height else dt.date.today()) - PRICE_LOOKBACK
+    return history, readers.price_bars(out, ticker, start)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def signals(root: str, pins: Pins) -> pl.DataFrame:
+    return reader(root, pins).signals()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def backtest(root: str, pins: Pins) -> pl.DataFrame:
+    return reader(root, pins).backtest()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def realised_quality(root: str, pins: Pins) -> pl.DataFrame:
+    return reader(root, pins).realised_quality()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def freshness(root: str, pins: Pins) -> pl.DataFrame:
+    return readers.newest_dates(reader(root, pins))
+
+
+# -- the registry: aliases may move (short TTL), a version's model never changes -------------
+@st.cache_data(show_spinner=False, ttl=60)
+def model_cards(tracking_uri: str, artifact_location: str) -> dict[str, ModelCard | None]:
+    registry = ModelRegistry(tracking_uri=tracking_uri, artifact_location=artifact_location)
+    return Outputs(Lake(config.lake_root()), registry).models()
+
+
+@st.cache_resource(show_spinner="Loading the model from MLflow...", max_entries=8)
+def booster(tracking_uri: str, artifact_location: str, version: str):
+    registry = ModelRegistry(tracking_uri=tracking_uri, artifact_location=artifact_location)
+    return registry.load_booster(version)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def importance(tracking_uri: str, artifact_location: str, version: str) -> pl.DataFrame:
+    return readers.feature_importance(booster(tracking_uri, artifact_location, version))
+
+
+# -- panels ----------------------------------------------------------------------------------
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2%}"
+
+
+def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
+    st.header(f"{ticker}: price and predictions")
+    history, bars = ticker_view(root, pins, ticker)
+    latest = history.filter(pl.col("role") == CHAMPION).tail(1)
+    newest = signals(root, pins).filter(pl.col("ticker") == ticker)
+    cells = st.columns(4)
+    if latest.height:
+        row = latest.row(0, named=True)
+        cells[0].metric("Champion prediction", _signed(row["prediction"]))
+        cells[1].metric(
+            f"Interval ({row['interval_level']:.0%})", f"{row['lower']:+.2f} .. {row['upper']:+.2f}"
+        )
+        cells[3].metric("Predicted session", row["date"].isoformat())
+    if newest.height:
+        signal = newest.row(0, named=True)
+        cells[2].metric("Signal", f"{signal['side']} (rank {signal['rank']})")
+    if bars.is_empty() and history.is_empty():
+        st.info(f"Nothing stored for {ticker} yet.")
+        return
+    dates = [d for d in (bars["date"].min(), history["date"].min()) if d is not None]
+    ends = [d for d in (bars["date"].max(), history["date"].max()) if d is not None]
+    start, end = min(dates), max(ends)
+    st.altair_chart(charts.price_chart(bars, ticker, start, end), width="stretch")
+    st.altair_chart(charts.prediction_chart(history, ticker, start, end), width="stretch")
+    st.caption(
+        "Scores are in the label's units (cross-sectional rank-gaussian of the forward return); "
+        "the band is the champion's split-conformal interval."
+    )
+    with st.expander("Stored predictions"):
+        st.dataframe(history.sort("date", "role", descending=[True, False]), hide_index=True)
+
+
+def signals_panel(root: str, pins: Pins) -> None:
+    frame = signals(root, pins)
+    if frame.is_empty():
+        st.header("Signals")
+        st.info("No signals are stored yet.")
+        return
+    day = frame["date"].max()
+    st.header(f"Signals of {day}")
+    st.caption(frame["rule"][0])
+    shown = frame.select("rank", "ticker", "side", "weight", "prediction", "model_version")
+    st.dataframe(shown, hide_index=True, key="signals_table")
+
+
+def backtest_panel(root: str, pins: Pins) -> None:
+    st.header("Backtest")
+    daily = backtest(root, pins)
+    if daily.is_empty():
+        st.info("No backtest is stored yet.")
+        return
+    summary = Outputs.backtest_summary(daily)
+    st.caption(
+        f"{summary['days']} sessions, {daily['date'].min()} to {daily['date'].max()}, "
+        f"models {', '.join(sorted(set(','.join(daily['model_versions']).split(','))))}; "
+        "books rebalanced at each close, 5 bp buys / 15 bp sells."
+    )
+    first, second = st.columns(4), st.columns(4)
+    first[0].metric("Sessions", summary["days"])
+    first[1].metric("Mean IC", _signed(summary["ic_mean"]))
+    first[2].metric("Mean rank IC", _signed(summary["rank_ic_mean"]))
+    first[3].metric("Rank IC t-stat", _signed(summary["rank_ic_t_stat"], 2))
+    second[0].metric("Long cumulative", _percent(summary["long_net_cumulative"]))
+    second[1].metric("Long-short cumulative", _percent(summary["long_short_net_cumulative"]))
+    second[2].metric("Benchmark cumulative", _percent(summary["benchmark_cumulative"]))
+    st.altair_chart(charts.equity_chart(readers.equity_curves(daily)), width="stretch")
+    st.dataframe(readers.book_performance(daily), hide_index=True, key="performance_table")
+
+
+def models_panel(root: str, pins: Pins) -> None:
+    st.header("Champion and challenger")
+    settings = settings_from_env()
+    uri, artifacts = settings["tracking_uri"], settings["artifact_location"]
+    cards = model_cards(uri, artifacts)
+    if not any(cards.values()):
+        st.info("No model is registered yet.")
+        return
+    for column, role in zip(st.columns(2), (CHAMPION, CHALLENGER), strict=True):
+        card = cards[role]
+        with column:
+            if card is None:
+                st.subheader(role.title())
+                st.write("none")
+                continue
+            st.subheader(f"{role.title()}: version {card.version}")
+            page = readers.asset_url(["models", role])
+            st.markdown(
+                f"refit for **{card.refit_month or 'n/a'}**, champion from "
+                f"**{card.champion_from or 'never'}**, interval +/-{card.half_width:.3f} at "
+                f"{card.interval_level:.0%}, horizon {card.horizon}; MLflow run `{card.run_id}` "
+                f"([asset page]({page}))"
+            )
+            gains = importance(uri, artifacts, card.version)
+            st.altair_chart(charts.importance_chart(gains, role, card.version), width="stretch")
+    quality = realised_quality(root, pins)
+    if quality.height:
+        st.caption("Realised rank IC of each model's stored predictions (outcomes known so far)")
+        st.dataframe(quality, hide_index=True, key="quality_table")
+
+
+def freshness_panel(root: str, pins: Pins) -> None:
+    st.header("Data freshness")
+    tables = freshness(root, pins)
+    lines = ["| table | newest date | Delta version |", "| --- | --- | --- |"]
+    for row in tables.iter_rows(named=True):
+        newest = row["newest_date"].isoformat() if row["newest_date"] else "never written"
+        version = "" if row["delta_version"] is None else row["delta_version"]
+        lines.append(f"| [{row['table']}]({row['dagster']}) | {newest} | {version} |")
+    st.markdown("\n".join(lines))
+    models = ", ".join(f"[{'/'.join(k)}]({readers.asset_url(k)})" for k in readers.MODEL_PAGES)
+    st.caption(f"Models in the Dagster UI: {models}. Read at {dt.datetime.now(dt.UTC):%H:%M} UTC.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Stock predictions", layout="wide")
+    st.title("Stock predictions")
+    root = config.lake_root()
+    pins: Pins = tuple(sorted(Outputs(Lake(root)).versions().items()))
+    names = tickers(root, pins)["ticker"].to_list()
+    if not names:
+        st.info("No predictions are stored yet: `make run` trains the first models.")
+        freshness_panel(root, pins)
+        return
+    default = names.index(DEFAULT_TICKER) if DEFAULT_TICKER in names else 0
+    ticker = st.sidebar.selectbox("Ticker", names, index=default, key="ticker")
+    st.sidebar.caption(f"{len(names)} tickers with stored predictions")
+    ticker_panel(root, pins, ticker)
+    signals_panel(root, pins)
+    backtest_panel(root, pins)
+    models_panel(root, pins)
+    freshness_panel(root, pins)
+
+
+if __name__ == "__main__":  # `streamlit run` and AppTest; importing the module draws nothing
+    main()

@@ -1,0 +1,320 @@
+"""The FastAPI application: `create_app(settings)` (``python -m serving`` runs it under uvicorn).
+
+Endpoints are async and answer from the current `Snapshot`; the latest predictions are bytes
+serialised at load time, so the hot path does no pydantic or JSON work per item. Declared
+response models document the contract (OpenAPI at /docs); errors are ``{"error", "message"}``.
+Never imports Dagster and never recomputes the pipeline: it reads what the assets stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+from typing import Annotated, Literal
+
+import orjson
+import polars as pl
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match, Route
+
+from serving import schemas as s
+from serving.contract import (
+    ERRORS,
+    JSON,
+    LATEST_PARAMETERS,
+    ApiError,
+    TickerPath,
+    chain_json,
+    check_range,
+    install_handlers,
+    json_response,
+    latest_query,
+    openapi_with_keys,
+    ready_snapshot,
+    tickers_of,
+)
+from serving.gate import Gate
+from serving.online import from_cache, from_feast
+from serving.service import Service
+from serving.settings import Settings
+from serving.snapshot import PREDICTIONS
+from stock_assets.models.audit import prediction_chain
+from stock_assets.outputs import Outputs
+
+log = logging.getLogger("serving")
+
+
+class HotRoute(Route):
+    """A plain Starlette route that names itself in the scope, as FastAPI's routes do (the
+    metrics label requests by ``scope["route"].path``)."""
+
+    def matches(self, scope):
+        match, child_scope = super().matches(scope)
+        if match != Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def create_app(settings: Settings | None = None, outputs: Outputs | None = None) -> FastAPI:
+    """The app; the snapshot loads in the background (liveness answers at once, readiness once
+    a champion and predictions are loaded)."""
+    settings = settings or Settings.from_env()
+    service = Service(settings, outputs)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        task = asyncio.create_task(service.poll_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="Stock predictions API",
+        version="1.0.0",
+        description="Latest and historical predictions with conformal intervals and signals, "
+        "on-demand scoring from the Feast online store, backtest and model lineage. "
+        "Send `X-API-Key` on every /v1 call.",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # Prometheus instead
+    )
+    app.state.service = service
+    app.add_middleware(Gate, service=service)
+    if settings.cors_origins:  # outermost: preflights are answered before the key check
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["X-API-Key", "Content-Type"],
+            expose_headers=["X-Data-Date", "X-Model-Version", "X-Served-Model", "Retry-After"],
+            max_age=600,
+        )
+    install_handlers(app)
+    _routes(app, service)
+    app.openapi = lambda: openapi_with_keys(app)
+    return app
+
+
+def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure per route
+    async def latest(request: Request) -> Response:
+        """The newest session's stored predictions with interval and signal."""
+        snap = ready_snapshot(service)
+        tickers, role = latest_query(request.query_params)
+        by_ticker = snap.latest[role]
+        if tickers is None:
+            names, parts = list(by_ticker), list(by_ticker.values())
+        else:
+            names = tickers_of(tickers, service, snap)
+            parts = [by_ticker[t] for t in names if t in by_ticker]
+        missing = [t for t in names if t not in by_ticker]
+        versions = snap.latest_versions.get(role, ())
+        for version in versions:
+            service.metrics.model_requests.labels("stored", role, version).inc()
+        head = {
+            "data_date": snap.data_date,
+            "role": role,
+            "predictions_table_version": snap.versions.get(PREDICTIONS),
+            "model_versions": versions,
+            "missing": missing,
+        }
+        body = orjson.dumps(head)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
+        return Response(body, media_type=JSON)
+
+    # The hot path. Items are bytes serialised at load time; the request is served by a plain
+    # Starlette route matched before every other route, because FastAPI's request handling
+    # (parameter validation, dependency solving) cost more than the rest of the request. The
+    # FastAPI route below only documents it (OpenAPI): same path, same function.
+    app.router.routes.insert(0, HotRoute("/v1/predictions/latest", latest, methods=["GET"]))
+    app.get(
+        "/v1/predictions/latest",
+        response_model=s.LatestPredictions,
+        responses=ERRORS,
+        tags=["predictions"],
+        openapi_extra={"parameters": LATEST_PARAMETERS},
+        summary="Latest predictions",
+        description=latest.__doc__,
+    )(latest)
+
+    @app.post(
+        "/v1/predictions/on-demand",
+        response_model=s.OnDemandResponse,
+        responses=ERRORS,
+        tags=["predictions"],
+    )
+    async def on_demand(request: Request, payload: Annotated[s.OnDemandRequest, Body()]):
+        """Score tickers now from their Feast online features, with the model this API key is
+        assigned to (champion, or challenger for the configured share of keys)."""
+        snap = ready_snapshot(service)
+        names = tickers_of(payload.tickers, service, snap)
+        key = request.scope["state"]["api_key"]
+        role = service.role_for(key, snap)
+        model = snap.models[role]
+        max_age = service.settings.feature_max_age
+        if payload.source == "cache":
+            if snap.online is None:
+                raise ApiError(503, "not_ready", "the online feature cache is not loaded")
+            items = from_cache(snap.online, model, names, max_age)
+        else:
+            items = await asyncio.to_thread(from_feast, service.feast, model, names, max_age)
+        version = model.card.version
+        service.metrics.model_requests.labels("on_demand", role, version).inc()
+        dates = [i["feature_date"] for i in items if i["feature_date"] is not None]
+        share = service.rollout.challenger_share
+        body = {
+            "model": snap.model_ref(role),
+            "assignment": {"challenger_share": share, "bucket": key.bucket},
+            "source": payload.source,
+            "data_date": max(dates) if dates else None,
+            "items": items,
+        }
+        return json_response(body, headers={"x-served-model": f"{role}/{version}"})
+
+    @app.get("/health/live", response_model=s.Live, tags=["health"])
+    async def live():
+        return json_response(
+            {"status": "live", "pid": os.getpid(), "started_at": service.started_at}
+        )
+
+    @app.get("/health/ready", response_model=s.Ready, tags=["health"], responses={503: {}})
+    async def ready():
+        snap = service.snapshot
+        reasons = []
+        if snap.loaded_at is None:
+            reasons.append("no snapshot loaded yet")
+        elif snap.models.get("champion") is None:
+            reasons.append("no champion alias in the model registry")
+        elif snap.data_date is None:
+            reasons.append("no stored predictions")
+        age = (dt.datetime.now(dt.UTC) - snap.loaded_at).total_seconds() if snap.loaded_at else None
+        body = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "data_date": snap.data_date,
+            "loaded_at": snap.loaded_at,
+            "snapshot_age_seconds": age,
+            "table_versions": dict(snap.versions),
+            "champion": snap.model_ref("champion"),
+            "challenger": snap.model_ref("challenger"),
+            "online_cache": snap.online.describe() if snap.online else None,
+            "last_error": service.last_error,
+        }
+        return json_response(body, 200 if not reasons else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics():
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/tickers", response_model=s.Tickers, responses=ERRORS, tags=["predictions"])
+    async def tickers():
+        return Response(ready_snapshot(service).bodies["tickers"], media_type=JSON)
+
+    @app.get(
+        "/v1/predictions/{ticker}/history",
+        response_model=s.History,
+        responses=ERRORS,
+        tags=["predictions"],
+    )
+    async def history(
+        ticker: TickerPath,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        role: Literal["champion", "challenger", "all"] = "champion",
+    ):
+        """One ticker's stored predictions over a date range (both ends included)."""
+        snap = ready_snapshot(service)
+        check_range(start, end)
+        name = tickers_of([ticker], service, snap)[0]
+        read = snap.outputs.prediction_history
+        frame = await asyncio.to_thread(read, name, start, end, None if role == "all" else role)
+        body = {
+            "ticker": name,
+            "data_date": snap.data_date,
+            "predictions_table_version": snap.versions.get(PREDICTIONS),
+            "start": start,
+            "end": end,
+            "model_versions": sorted(frame["model_version"].unique().to_list()),
+            "items": frame.drop("ticker", "instrument").to_dicts(),
+        }
+        return json_response(body)
+
+    @app.get("/v1/signals/latest", response_model=s.Signals, responses=ERRORS, tags=["signals"])
+    async def signals():
+        """The newest session's long and short positions with their rule."""
+        return Response(ready_snapshot(service).bodies["signals"], media_type=JSON)
+
+    @app.get("/v1/backtest", response_model=s.Backtest, responses=ERRORS, tags=["signals"])
+    async def backtest(start: dt.date | None = None, end: dt.date | None = None):
+        """Daily IC, rank IC and the books after costs, with a summary over the range."""
+        snap = ready_snapshot(service)
+        check_range(start, end)
+        frame = snap.backtest
+        if start:
+            frame = frame.filter(pl.col("date") >= start)
+        if end:
+            frame = frame.filter(pl.col("date") <= end)
+        versions = sorted({v for vs in frame["model_versions"] for v in vs.split(",") if v})
+        body = {
+            "data_date": snap.data_date,
+            "backtest_table_version": snap.versions.get("gold/backtest"),
+            "model_versions": versions,
+            "summary": Outputs.backtest_summary(frame),
+            "days": frame.drop("month").to_dicts(),
+        }
+        return json_response(body)
+
+    @app.get("/v1/models", response_model=s.Models, responses=ERRORS, tags=["models"])
+    async def models():
+        """Champion and challenger versions, their realised quality, and the rollout share."""
+        snap = ready_snapshot(service)
+        body = orjson.loads(snap.bodies["models"])
+        body["rollout"] = _rollout(service)
+        return json_response(body)
+
+    @app.get(
+        "/v1/audit/{ticker}/{day}", response_model=s.AuditOut, responses=ERRORS, tags=["models"]
+    )
+    async def audit(ticker: TickerPath, day: dt.date, role: s.Role = "champion"):
+        """The chain behind a stored prediction: model, features, bars, Kafka offsets."""
+        snap = ready_snapshot(service)
+        name = tickers_of([ticker], service, snap)[0]
+        outputs = snap.outputs
+        try:
+            chain = await asyncio.to_thread(
+                prediction_chain, outputs.lake, outputs.registry, name, day, role
+            )
+        except (LookupError, FileNotFoundError) as error:
+            raise ApiError(404, "not_found", str(error).strip("'\"")) from None
+        return json_response(chain_json(chain))
+
+    admin = {**ERRORS, 403: {"model": s.Error, "description": "not an admin key"}}
+
+    @app.get("/v1/admin/rollout", response_model=s.Rollout, responses=admin, tags=["admin"])
+    async def get_rollout(request: Request):
+        _admin(request)
+        return json_response(_rollout(service))
+
+    @app.put("/v1/admin/rollout", response_model=s.Rollout, responses=admin, tags=["admin"])
+    async def put_rollout(request: Request, update: Annotated[s.RolloutUpdate, Body()]):
+        """Move the challenger's share of API keys (0..100) without a restart."""
+        _admin(request)
+        service.set_share(update.challenger_share, "admin")
+        return json_response(_rollout(service))
+
+
+def _admin(request: Request) -> None:
+    if not request.scope["state"]["api_key"].admin:
+        raise ApiError(403, "forbidden", "this endpoint needs an admin API key")
+
+
+def _rollout(service: Service) -> dict:
+    r = service.rollout
+    return {"challenger_share": r.challenger_share, "source": r.source, "updated_at": r.updated_at}

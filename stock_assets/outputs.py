@@ -1,0 +1,333 @@
+"""The latest asset outputs as readers see them: the API (serving/) and the app (app/) share this.
+
+No Dagster and no recomputation: everything is read from the gold tables and the MLflow
+registry. A reader that wants one consistent view (predictions, signals and backtest of the same
+moment) calls `Outputs.pinned`, which fixes every table's Delta version once; later writes by the
+pipeline are then invisible to it until it pins again.
+
+    from stock_assets.outputs import Outputs
+    out = Outputs.from_env().pinned()
+    out.latest_predictions(["AAPL"])       # newest session: prediction, interval, signal
+    out.prediction_history("AAPL", start, end)
+    out.models()["champion"].version       # the registry's champion alias, with its interval
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from stock_assets import config, tables
+from stock_assets.lake import Lake, LakeIO
+from stock_assets.models.evaluation import daily_ic, summarize_ic
+from stock_assets.models.labels import forward_returns, normalise_cross_section
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+ROLES = (CHAMPION, CHALLENGER)
+# the tables whose versions say how fresh the outputs are (path -> catalog entry)
+TRACKED = {
+    t.path: t
+    for t in (
+        tables.GOLD_PREDICTIONS,
+        tables.GOLD_SIGNALS,
+        tables.GOLD_BACKTEST,
+        tables.GOLD_DAILY_FEATURES,
+        tables.ADJUSTED_DAILY_BARS,
+    )
+}
+SIGNAL_COLUMNS = ["rank", "side", "weight", "rule"]
+PREDICTION_COLUMNS = [
+    "ticker",
+    "instrument",
+    "date",
+    "role",
+    "prediction",
+    "lower",
+    "upper",
+    "interval_level",
+    "horizon",
+    "in_universe",
+    "model_name",
+    "model_version",
+    "feature_table_version",
+]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A registered model version as the readers need it: who it is and its interval rule.
+
+    The interval is the stored split-conformal half-width around the prediction, as
+    `gold/predictions` stores it (prediction -/+ ``half_width`` at ``interval_level``).
+    """
+
+    role: str
+    name: str
+    version: str
+    run_id: str
+    half_width: float
+    interval_level: float
+    horizon: int
+    refit_month: str | None = None
+    champion_from: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_version(cls, role: str, name: str, version) -> ModelCard:
+        """From an MLflow ``ModelVersion`` (its tags carry the interval and the horizon)."""
+        tags = dict(version.tags or {})
+        return cls(
+            role=role,
+            name=name,
+            version=str(version.version),
+            run_id=version.run_id,
+            half_width=float(tags.get("conformal_half_width", "nan")),
+            interval_level=float(tags.get("interval_level", "nan")),
+            horizon=int(tags.get("horizon", "1")),
+            refit_month=tags.get("refit_month"),
+            champion_from=tags.get("champion_from"),
+            tags=tags,
+        )
+
+    def interval(self, prediction):
+        """``(lower, upper)`` for a float or a numpy array of predictions."""
+        return prediction - self.half_width, prediction + self.half_width
+
+    def as_dict(self) -> dict:
+        keep = ("role", "name", "version", "run_id", "half_width", "interval_level", "horizon")
+        out = {k: getattr(self, k) for k in keep}
+        out |= {"refit_month": self.refit_month, "champion_from": self.champion_from}
+        return out
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current the outputs are: the newest predicted session and each table's version."""
+
+    newest_session: dt.date | None
+    versions: Mapping[str, int | None]
+    checked_at: dt.datetime
+
+
+class Outputs:
+    """Read-only access to the gold outputs and the registry's champion and challenger."""
+
+    def __init__(self, lake: LakeIO, registry=None, pins: Mapping[str, int | None] | None = None):
+        self.lake = lake
+        self.registry = registry  # a RegistryIO (ModelRegistry); None: no model information
+        self.pins = dict(pins) if pins is not None else None
+
+    @classmethod
+    def from_env(cls, with_registry: bool = True) -> Outputs:
+        """``STOCK_LAKE_ROOT`` and the MLflow settings (`ModelRegistry.from_env`)."""
+        registry = None
+        if with_registry:
+            from stock_assets.models.registry import ModelRegistry  # imports MLflow (seconds)
+
+            registry = ModelRegistry.from_env()
+        return cls(Lake(config.lake_root()), registry)
+
+    # -- versions ------------------------------------------------------------------------------
+    def versions(self) -> dict[str, int | None]:
+        """Delta version per tracked table (None: never written); the pins when pinned."""
+        if self.pins is not None:
+            return dict(self.pins)
+        return {path: self.lake.version(table) for path, table in TRACKED.items()}
+
+    def pinned(self) -> Outputs:
+        """The same reader with every tracked table fixed at its current version."""
+        return Outputs(self.lake, self.registry, self.versions())
+
+    def freshness(self) -> Freshness:
+        return Freshness(self.newest_session(), self.versions(), dt.datetime.now(dt.UTC))
+
+    # -- predictions ---------------------------------------------------------------------------
+    def newest_session(self) -> dt.date | None:
+        """The newest session with a champion prediction (None before any)."""
+        frame = self._scan(tables.GOLD_PREDICTIONS)
+        if frame is None:
+            return None
+        return (
+            frame.filter(pl.col("role") == CHAMPION).select(pl.col("date").max()).collect().item()
+        )
+
+    def latest_predictions(
+        self, tickers: Iterable[str] | None = None, role: str = CHAMPION
+    ) -> pl.DataFrame:
+        """The newest session's ``role`` predictions with interval, model and (for the
+        champion; null otherwise) the signal: ``PREDICTION_COLUMNS`` + ``SIGNAL_COLUMNS``."""
+        day = self.newest_session()
+        if day is None:
+            return _empty(PREDICTION_COLUMNS + SIGNAL_COLUMNS)
+        rows = self._rows_on(day, role, tickers)
+        signals = self.signals(day).select("ticker", "date", *SIGNAL_COLUMNS)
+        if role != CHAMPION:  # signals rank the champion's predictions only
+            signals = signals.clear()
+        return rows.join(signals, on=["ticker", "date"], how="left").sort("ticker")
+
+    def prediction_history(
+        self,
+        ticker: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        role: str | None = CHAMPION,
+    ) -> pl.DataFrame:
+        """One ticker's stored predictions from ``start`` to ``end`` (both ends; open when None),
+        oldest first; ``role=None`` gives both roles."""
+        frame = self._scan(tables.GOLD_PREDICTIONS)
+        if frame is None:
+            return _empty(PREDICTION_COLUMNS)
+        frame = frame.filter(pl.col("ticker") == ticker)
+        if start is not None:
+            frame = frame.filter(pl.col("date") >= start, pl.col("month") >= f"{start:%Y-%m}")
+        if end is not None:
+            frame = frame.filter(pl.col("date") <= end, pl.col("month") <= f"{end:%Y-%m}")
+        if role is not None:
+            frame = frame.filter(pl.col("role") == role)
+        return frame.select(PREDICTION_COLUMNS).sort("date", "role").collect()
+
+    def tickers(self) -> pl.DataFrame:
+        """Every ticker with a stored prediction: ``ticker, instrument, first_date, last_date,
+        in_universe`` (membership on its last date)."""
+        frame = self._scan(tables.GOLD_PREDICTIONS)
+        columns = ["ticker", "instrument", "first_date", "last_date", "in_universe"]
+        if frame is None:
+            return _empty(columns)
+        return (
+            frame.filter(pl.col("role") == CHAMPION)
+            .group_by("ticker")
+            .agg(
+                pl.col("instrument").sort_by("date").last(),
+                pl.col("date").min().alias("first_date"),
+                pl.col("date").max().alias("last_date"),
+                pl.col("in_universe").sort_by("date").last(),
+            )
+            .sort("ticker")
+            .collect()
+            .select(columns)
+        )
+
+    # -- signals and backtest ------------------------------------------------------------------
+    def signals(self, day: dt.date | None = None) -> pl.DataFrame:
+        """The signals of ``day`` (default: the newest session with signals), best rank first."""
+        frame = self._scan(tables.GOLD_SIGNALS)
+        if frame is None:
+            return _empty(list(tables.GOLD_SIGNALS.schema))
+        if day is None:
+            day = frame.select(pl.col("date").max()).collect().item()
+        return (
+            frame.filter(pl.col("month") == f"{day:%Y-%m}", pl.col("date") == day)
+            .sort("rank")
+            .collect()
+        )
+
+    def backtest(self, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
+        """Daily backtest rows (IC, rank IC, books after costs, benchmark), oldest first."""
+        frame = self._scan(tables.GOLD_BACKTEST)
+        if frame is None:
+            return _empty(list(tables.GOLD_BACKTEST.schema))
+        if start is not None:
+            frame = frame.filter(pl.col("date") >= start)
+        if end is not None:
+            frame = frame.filter(pl.col("date") <= end)
+        return frame.sort("date").collect()
+
+    @staticmethod
+    def backtest_summary(daily: pl.DataFrame) -> dict:
+        """Mean IC and rank IC with their t-statistics, and the books' cumulative net returns."""
+        summary: dict = {"days": daily.height}
+        for column in ("ic", "rank_ic"):
+            stats = summarize_ic(daily[column]) if daily.height else None
+            summary[f"{column}_mean"] = _finite(stats.mean) if stats else None
+            summary[f"{column}_t_stat"] = _finite(stats.t_stat) if stats else None
+        for book in ("long_net", "long_short_net", "benchmark"):
+            values = daily[book].drop_nulls() if daily.height else pl.Series([], dtype=pl.Float64)
+            cumulative = float((values + 1.0).product() - 1.0) if values.len() else None
+            summary[f"{book}_cumulative"] = cumulative
+        return summary
+
+    # -- models --------------------------------------------------------------------------------
+    def models(self) -> dict[str, ModelCard | None]:
+        """The versions the ``champion`` and ``challenger`` aliases point at now."""
+        if self.registry is None:
+            return dict.fromkeys(ROLES)
+        from mlflow.exceptions import MlflowException
+
+        client, cards = self.registry.client(), {}
+        for role in ROLES:
+            try:
+                found = client.get_model_version_by_alias(self.registry.model_name, role)
+            except MlflowException:
+                found = None
+            cards[role] = found and ModelCard.from_version(role, self.registry.model_name, found)
+        return cards
+
+    def realised_quality(self) -> pl.DataFrame:
+        """Per stored (role, model_version): the realised daily rank IC of its predictions.
+
+        Index members' predictions against the forward return over the model's horizon, from
+        the adjusted bars (as `gold/backtest` does for the champion); only sessions whose
+        outcome is known count. Columns: ``role, model_version, days, rank_ic, rank_ic_t_stat``.
+        """
+        columns = ["role", "model_version", "days", "rank_ic", "rank_ic_t_stat"]
+        predictions = self._scan(tables.GOLD_PREDICTIONS)
+        bars = self._scan(tables.ADJUSTED_DAILY_BARS)
+        if predictions is None or bars is None:
+            return _empty(columns)
+        rows = predictions.filter(pl.col("in_universe").fill_null(False)).select(
+            "instrument", "date", "role", "model_version", "prediction", "horizon"
+        )
+        rows = rows.collect()
+        if rows.is_empty():
+            return _empty(columns)
+        first = rows["date"].min()
+        prices = bars.filter(pl.col("date") >= first, pl.col("month") >= f"{first:%Y-%m}")
+        prices = prices.select("instrument", "ticker", "date", "adj_close").collect()
+        out = []
+        for (role, version, horizon), group in rows.group_by("role", "model_version", "horizon"):
+            realised = forward_returns(prices, int(horizon)).select(
+                "instrument", "date", "forward_return"
+            )
+            known = group.join(realised, on=["instrument", "date"]).filter(
+                pl.col("forward_return").is_finite()
+            )
+            labelled = normalise_cross_section(known, "forward_return", "rank_gauss", "label")
+            stats = summarize_ic(daily_ic(labelled, "prediction", "label")["rank_ic"])
+            out.append((role, version, stats.days, _finite(stats.mean), _finite(stats.t_stat)))
+        schema = {"role": pl.String, "model_version": pl.String, "days": pl.Int64}
+        schema |= {"rank_ic": pl.Float64, "rank_ic_t_stat": pl.Float64}
+        return pl.DataFrame(out, schema=schema, orient="row").sort("role", "model_version")
+
+    # -- internals -----------------------------------------------------------------------------
+    def _scan(self, table: tables.Table) -> pl.LazyFrame | None:
+        """The table at its pinned (or latest) version; None when it was never written."""
+        if self.pins is not None:
+            version = self.pins.get(table.path)
+            return None if version is None else self.lake.scan(table, version)
+        return self.lake.scan(table) if self.lake.exists(table) else None
+
+    def _rows_on(self, day: dt.date, role: str, tickers: Iterable[str] | None) -> pl.DataFrame:
+        frame = self._scan(tables.GOLD_PREDICTIONS).filter(
+            pl.col("month") == f"{day:%Y-%m}", pl.col("date") == day, pl.col("role") == role
+        )
+        if tickers is not None:
+            frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
+        return frame.select(PREDICTION_COLUMNS).collect()
+
+
+def _empty(columns: list[str]) -> pl.DataFrame:
+    """An empty frame with the catalog's types where the column is known."""
+    known: dict[str, pl.DataType] = {}
+    for table in (tables.GOLD_PREDICTIONS, tables.GOLD_SIGNALS, tables.GOLD_BACKTEST):
+        known |= dict(table.schema)
+    known |= {"first_date": pl.Date, "last_date": pl.Date, "days": pl.Int64}
+    known |= {"rank_ic_t_stat": pl.Float64}
+    return pl.DataFrame(schema={c: known.get(c, pl.String) for c in columns})
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None

@@ -1,0 +1,109 @@
+"""The real app: `streamlit run` on a free port, loaded by headless Chromium (Debian's build).
+
+Checks what a person would see: every chart drawn by vega-embed with one mark per stored row,
+the panels' headings, a number of the stored state, a link into the Dagster UI, and no Streamlit
+exception box.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from stock_assets import tables
+from stock_assets.resources.broker import free_port, stop_process_group
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHARTS = 5  # price, predictions, equity, and one importance chart per model
+
+
+@pytest.fixture
+def served_app(app_env, tmp_path):
+    """The app served by `streamlit run` (headless) with the delivered state; stopped by PID."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+        "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **app_env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop_process_group(server, grace_s=3)  # SIGTERM, then SIGKILL to the group
+
+
+def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, delivered):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 3000})
+            page.goto(served_app)
+            page.get_by_role("heading", name="Data freshness").wait_for(timeout=150_000)
+            charts = page.locator("[data-testid=stVegaLiteChart]")  # the vega-embed containers
+            expect(charts.locator("svg.marks")).to_have_count(CHARTS, timeout=90_000)
+            marks = []
+            for index in range(CHARTS):
+                drawn = charts.nth(index).locator("svg.marks")
+                box = drawn.bounding_box()
+                assert box and box["width"] > 300 and box["height"] > 100, box
+                # data marks (candles, bands, lines, bars), not axes or grid
+                marks.append(drawn.locator("g.role-mark > path, g.role-mark > line").count())
+            bars = delivered.lake.read(tables.ADJUSTED_DAILY_BARS).filter(
+                pl.col("ticker") == "AAPL", pl.col("date") >= dt.date(2010, 3, 3)
+            )  # from 90 days before AAPL's first prediction (2010-06-01)
+            assert marks[0] == 2 * bars.height  # a wick and a body per adjusted bar
+            assert marks[1] > 3  # the band, a line per role, a point per prediction
+            assert marks[2:] == [3, 15, 15]  # three books; the top 15 features per model
+            assert page.locator("[data-testid=stException]").count() == 0
+            newest = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
+            for heading in ["AAPL: price and predictions", f"Signals of {newest}", "Backtest",
+                            "Champion: version 1", "Challenger: version 2"]:  # fmt: skip
+                assert page.get_by_role("heading", name=heading).count() == 1, heading
+            backtest = delivered.lake.read(tables.GOLD_BACKTEST)
+            sessions = page.locator("[data-testid=stMetric]", has_text="Sessions")
+            assert sessions.locator("[data-testid=stMetricValue]").inner_text() == str(
+                backtest.height
+            )
+            link = page.get_by_role("link", name="silver/adjusted_daily_bars")
+            assert link.get_attribute("href") == (
+                "http://dagster.example:3000/assets/silver/adjusted_daily_bars"
+            )
+        finally:
+            browser.close()
