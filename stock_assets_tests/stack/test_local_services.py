@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import httpx
 
@@ -24,6 +25,10 @@ def test_make_run_serves_the_api_with_its_local_key_and_the_app(delivered, tmp_p
         assert stat.S_IMODE((tmp_path / "api_key").stat().st_mode) == 0o600
         assert services.local_api_key(tmp_path) == secret  # kept across restarts
         base = f"http://127.0.0.1:{api_port}"
+        deadline = time.monotonic() + 180  # live at once; ready once the first snapshot loads
+        while httpx.get(f"{base}/health/ready", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline and api.poll() is None
+            time.sleep(0.5)
         assert httpx.get(f"{base}/v1/tickers", timeout=10).status_code == 401
         tickers = httpx.get(f"{base}/v1/tickers", headers={"X-API-Key": secret}, timeout=10)
         assert tickers.status_code == 200
