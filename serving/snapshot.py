@@ -29,6 +29,8 @@ PREDICTIONS = tables.GOLD_PREDICTIONS.path
 
 @dataclass(frozen=True)
 class Snapshot:
+    """Everything one moment of the pipeline gives the API; replaced whole, never changed."""
+
     loaded_at: dt.datetime | None = None
     outputs: Outputs | None = None  # pinned: every read sees this snapshot's versions
     versions: Mapping[str, int | None] = field(default_factory=dict)

@@ -178,7 +178,7 @@ def _write_one_day(root: str, day: dt.date, barrier) -> None:
 @pytest.mark.parametrize("table_exists", [False, True])
 def test_concurrent_partition_writes_lose_nothing(tmp_path, table_exists):
     root = str(tmp_path / "lake")
-    days = weekdays(dt.date(2010, 6, 1), 6)  # same month partition: the hardest case
+    days = weekdays(dt.date(2010, 6, 1), 4)  # same month partition: the hardest case
     if table_exists:
         Lake(root).ensure_table(TABLE, bars_for(days[:1]).to_arrow().schema)
     ctx = multiprocessing.get_context("spawn")
