@@ -154,11 +154,24 @@ def open_loop(tool: Path, port: int, rate: int, seconds: float, reqs: Path, conn
     return json.loads(out.stdout)
 
 
-def wrk_max(url: str, key: str | None, seconds: float, connections: int) -> dict:
+def wrk_max(
+    url: str, key: str | None, seconds: float, connections: int, body: str | None = None
+) -> dict:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", url]
     if key:
         args[1:1] = ["-H", f"X-API-Key: {key}"]
-    text = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    if body:  # a POST: wrk takes method and body from a Lua script
+        script = Path(tempfile.mkstemp(suffix=".lua")[1])
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        args[1:1] = ["-s", str(script)]
+    try:
+        text = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    finally:
+        if body:
+            script.unlink()
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
     def latency(pct: str) -> float | None:
@@ -307,6 +320,11 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
             measured(scenario, "openloop", rate, open_loop, *run)
     run = (tool, api_port, 500, args.duration, files["on-demand cached"], args.connections)
     measured("on-demand cached", "openloop", 500, open_loop, *run)
+    on_demand_url = f"{base}/v1/predictions/on-demand"
+    for scenario, source, connections in (("cached", "cache", 64), ("cold Feast", "feast", 8)):
+        body = json.dumps({"tickers": [tickers[0]], "source": source})
+        run = (on_demand_url, secret, args.duration, connections, body)
+        measured(f"on-demand {scenario}", f"wrk -t1 -c{connections}", "max", wrk_max, *run)
     for rate, seconds in ((20, args.duration), (500, 3.0)):
         run = (tool, api_port, rate, seconds, files["on-demand cold Feast"], args.connections)
         measured("on-demand cold Feast", "openloop", rate, open_loop, *run)
@@ -314,11 +332,19 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
     return results
 
 
+def per_request(result: dict) -> float | None:
+    """Server CPU time per answered request, in microseconds: steadier than latency on a
+    shared machine (other processes stretch latencies, not this process's own CPU time)."""
+    if not result["throughput"]:
+        return None
+    return result["server_cpu_percent"] / 100 / result["throughput"] * 1e6
+
+
 def report(results: list[dict], args) -> None:
     lines = [
         "| scenario | tool | target req/s | throughput req/s | p50 ms | p99 ms | p99.9 ms | "
-        "errors | server CPU % | load 1 min | reloads |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "errors | server CPU % | CPU us/req | load 1 min | reloads |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value, digits=2):
@@ -329,7 +355,8 @@ def report(results: list[dict], args) -> None:
         lines.append(
             f"| {r['scenario']} | {r['tool']} | {r['target_rate']} | {fmt(r['throughput'], 0)} | "
             f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r.get('p999_ms'))} | {errors} | "
-            f"{fmt(r['server_cpu_percent'], 0)} | {r['loadavg_1m']:.1f} | {r['api_reloads']} |"
+            f"{fmt(r['server_cpu_percent'], 0)} | {fmt(per_request(r), 0)} | "
+            f"{r['loadavg_1m']:.1f} | {r['api_reloads']} |"
         )
     maxima = {r["scenario"]: r["throughput"] for r in results if r["target_rate"] == "max"}
     if maxima.get("bare"):

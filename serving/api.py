@@ -35,6 +35,7 @@ from serving.contract import (
     install_handlers,
     json_response,
     latest_query,
+    on_demand_payload,
     openapi_with_keys,
     ready_snapshot,
     tickers_of,
@@ -129,10 +130,10 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         body = orjson.dumps(head)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
         return Response(body, media_type=JSON)
 
-    # The hot path. Items are bytes serialised at load time; the request is served by a plain
-    # Starlette route matched before every other route, because FastAPI's request handling
-    # (parameter validation, dependency solving) cost more than the rest of the request. The
-    # FastAPI route below only documents it (OpenAPI): same path, same function.
+    # The hot paths (latest here, on-demand below) are served by plain Starlette routes matched
+    # before every other route: FastAPI's request handling (parameter validation, dependency
+    # solving) cost more than the rest of such a request. The FastAPI routes registered with
+    # them document them in OpenAPI (same path, same code) and are never reached.
     app.router.routes.insert(0, HotRoute("/v1/predictions/latest", latest, methods=["GET"]))
     app.get(
         "/v1/predictions/latest",
@@ -144,13 +145,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         description=latest.__doc__,
     )(latest)
 
-    @app.post(
-        "/v1/predictions/on-demand",
-        response_model=s.OnDemandResponse,
-        responses=ERRORS,
-        tags=["predictions"],
-    )
-    async def on_demand(request: Request, payload: Annotated[s.OnDemandRequest, Body()]):
+    async def score_now(request: Request, payload: s.OnDemandRequest) -> Response:
         """Score tickers now from their Feast online features, with the model this API key is
         assigned to (champion, or challenger for the configured share of keys)."""
         snap = ready_snapshot(service)
@@ -177,6 +172,24 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
             "items": items,
         }
         return json_response(body, headers={"x-served-model": f"{role}/{version}"})
+
+    async def on_demand_hot(request: Request) -> Response:
+        """The same, parsing the body with pydantic directly (see HotRoute)."""
+        return await score_now(request, on_demand_payload(await request.body()))
+
+    hot = HotRoute("/v1/predictions/on-demand", on_demand_hot, methods=["POST"])
+    app.router.routes.insert(1, hot)
+
+    @app.post(
+        "/v1/predictions/on-demand",
+        response_model=s.OnDemandResponse,
+        responses=ERRORS,
+        tags=["predictions"],
+        summary="On demand",
+        description=score_now.__doc__,
+    )
+    async def on_demand(request: Request, payload: Annotated[s.OnDemandRequest, Body()]):
+        return await score_now(request, payload)
 
     @app.get("/health/live", response_model=s.Live, tags=["health"])
     async def live():

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import schemas as s
@@ -117,6 +118,16 @@ def latest_query(query) -> tuple[str | None, str]:
                 raise ApiError(422, "validation_error", "role: champion or challenger")
             role = value
     return tickers, role
+
+
+def on_demand_payload(body: bytes) -> s.OnDemandRequest:
+    """The on-demand request body, validated as FastAPI would (same 422 on failure)."""
+    try:
+        return s.OnDemandRequest.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
 
 
 def ready_snapshot(service):
