@@ -7,9 +7,9 @@ one worker) with API keys, rate limits and metrics on, driven over loopback.
 
 Scenarios: the latest prediction for 1 ticker (rotating over 50) and for 50 tickers, at fixed
 rates (open loop: bench/openloop.c, compiled here with gcc; latency counts from each request's
-scheduled time, as wrk2 does) and at the maximum (wrk, closed loop); a bare FastAPI endpoint in
-the same run as the denominator; on-demand prediction from the cached online rows at 500/s and
-from a cold Feast read. Prints a Markdown table (docs/SERVING.md keeps the figures) and writes
+scheduled time, as wrk2 does) and at the maximum (wrk, closed loop); in the same run, a bare
+FastAPI endpoint as the denominator and a framework-less ASGI answer as the server's floor;
+on-demand prediction from the cached online rows at 500/s and from a cold Feast read. Prints a Markdown table (docs/SERVING.md keeps the figures) and writes
 the raw results as JSON with ``--json``.
 """
 
@@ -35,19 +35,32 @@ sys.path.insert(0, str(REPO))
 PYTHON = sys.executable
 
 
-# -- the denominator: a bare FastAPI endpoint under the same server settings ----------------------
+# -- the denominators: a bare FastAPI endpoint, and the server's floor ---------------------------
+FLOOR_BODY = b'{"status":"ok"}'
+
+
 def serve_bare(port: int) -> None:
+    """``/bare``: a bare FastAPI endpoint (telemetry off, as the service runs FastAPI);
+    ``/floor``: a two-message ASGI answer with no framework, what uvicorn itself costs here."""
     import uvicorn
     from fastapi import FastAPI
 
-    app = FastAPI()
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
 
     @app.get("/bare")
     async def bare():
         return {"status": "ok"}
 
+    async def with_floor(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/floor":
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"15")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": FLOOR_BODY})
+            return
+        await app(scope, receive, send)
+
     uvicorn.run(
-        app,
+        with_floor,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -280,6 +293,7 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
         return raw_request(api_port, "/v1/predictions/on-demand", secret, body)
 
     files = {
+        "floor": request_file(work, "floor", [raw_request(bare_port, "/floor", None)]),
         "bare": request_file(work, "bare", [raw_request(bare_port, "/bare", None)]),
         "latest-1": request_file(work, "latest1", [latest(t) for t in tickers]),
         "latest-50": request_file(work, "latest50", [latest(fifty)]),
@@ -287,6 +301,7 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
         "on-demand cold Feast": request_file(work, "odf", [on_demand(t, "feast") for t in tickers]),
     }
     urls = {
+        "floor": f"http://127.0.0.1:{bare_port}/floor",
         "bare": f"http://127.0.0.1:{bare_port}/bare",
         "latest-1": f"{base}/v1/predictions/latest?tickers={tickers[0]}",
         "latest-50": f"{base}/v1/predictions/latest?tickers={fifty}",
@@ -296,7 +311,7 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
     def measured(scenario: str, tool_name: str, rate, run, *run_args) -> None:
         """Run, then record the outcome with the server's CPU share over the run and whether
         the API swapped its snapshot meanwhile (a reload costs CPU and collector time)."""
-        pid = bare.pid if scenario == "bare" else api.pid
+        pid = bare.pid if scenario in ("bare", "floor") else api.pid
         swaps = reloads(base)
         before, started = cpu_seconds(pid), time.monotonic()
         outcome = run(*run_args)
@@ -311,10 +326,10 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
 
     print(f"state: {ready['data_date']}, champion {ready['champion']}, tickers {len(tickers)}")
     for scenario, url in urls.items():  # the maximum, closed loop
-        key = None if scenario == "bare" else secret
+        key = None if scenario in ("bare", "floor") else secret
         measured(scenario, "wrk -t1 -c64", "max", wrk_max, url, key, args.duration, 64)
     for scenario in urls:
-        port = bare_port if scenario == "bare" else api_port
+        port = bare_port if scenario in ("bare", "floor") else api_port
         for rate in (int(r) for r in args.rates.split(",")):
             run = (tool, port, rate, args.duration, files[scenario], args.connections)
             measured(scenario, "openloop", rate, open_loop, *run)

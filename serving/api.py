@@ -21,7 +21,6 @@ from fastapi import Body, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Match, Route
 
 from serving import schemas as s
 from serving.contract import (
@@ -41,6 +40,7 @@ from serving.contract import (
     tickers_of,
 )
 from serving.gate import Gate
+from serving.lane import StockApi
 from serving.online import from_cache, from_feast
 from serving.service import Service
 from serving.settings import Settings
@@ -51,18 +51,7 @@ from stock_assets.outputs import Outputs
 log = logging.getLogger("serving")
 
 
-class HotRoute(Route):
-    """A plain Starlette route that names itself in the scope, as FastAPI's routes do (the
-    metrics label requests by ``scope["route"].path``)."""
-
-    def matches(self, scope):
-        match, child_scope = super().matches(scope)
-        if match != Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
-
-
-def create_app(settings: Settings | None = None, outputs: Outputs | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, outputs: Outputs | None = None) -> StockApi:
     """The app; the snapshot loads in the background (liveness answers at once, readiness once
     a champion and predictions are loaded)."""
     settings = settings or Settings.from_env()
@@ -79,7 +68,7 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(
+    app = StockApi(
         title="Stock predictions API",
         version="1.0.0",
         description="Latest and historical predictions with conformal intervals and signals, "
@@ -90,26 +79,32 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
     )
     app.state.service = service
     app.add_middleware(Gate, service=service)
+    cors = {
+        "allow_origins": list(settings.cors_origins),
+        "allow_methods": ["GET", "POST", "PUT"],
+        "allow_headers": ["X-API-Key", "Content-Type"],
+        "expose_headers": ["X-Data-Date", "X-Model-Version", "X-Served-Model", "Retry-After"],
+        "max_age": 600,
+    }
     if settings.cors_origins:  # outermost: preflights are answered before the key check
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT"],
-            allow_headers=["X-API-Key", "Content-Type"],
-            expose_headers=["X-Data-Date", "X-Model-Version", "X-Served-Model", "Retry-After"],
-            max_age=600,
-        )
+        app.add_middleware(CORSMiddleware, **cors)
+
+    def wrap(lane):
+        """The app's middleware, in the same order, around a fast lane."""
+        gated = Gate(lane, service=service)
+        return CORSMiddleware(gated, **cors) if settings.cors_origins else gated
+
     install_handlers(app)
-    _routes(app, service)
+    _routes(app, service, wrap)
     app.openapi = lambda: openapi_with_keys(app)
     return app
 
 
-def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure per route
+def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one closure per route
     async def latest(request: Request) -> Response:
         """The newest session's stored predictions with interval and signal."""
         snap = ready_snapshot(service)
-        tickers, role = latest_query(request.query_params)
+        tickers, role = latest_query(request.scope["query_string"])
         by_ticker = snap.latest[role]
         if tickers is None:
             names, parts = list(by_ticker), list(by_ticker.values())
@@ -119,7 +114,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         missing = [t for t in names if t not in by_ticker]
         versions = snap.latest_versions.get(role, ())
         for version in versions:
-            service.metrics.model_requests.labels("stored", role, version).inc()
+            service.metrics.model_request("stored", role, version)
         head = {
             "data_date": snap.data_date,
             "role": role,
@@ -130,11 +125,9 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         body = orjson.dumps(head)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
         return Response(body, media_type=JSON)
 
-    # The hot paths (latest here, on-demand below) are served by plain Starlette routes matched
-    # before every other route: FastAPI's request handling (parameter validation, dependency
-    # solving) cost more than the rest of such a request. The FastAPI routes registered with
-    # them document them in OpenAPI (same path, same code) and are never reached.
-    app.router.routes.insert(0, HotRoute("/v1/predictions/latest", latest, methods=["GET"]))
+    # The hot paths (latest here, on-demand below) are served by fast lanes (serving.lane);
+    # the FastAPI routes of the same paths run the same code and document them in OpenAPI.
+    app.add_lane("GET", "/v1/predictions/latest", latest, wrap)
     app.get(
         "/v1/predictions/latest",
         response_model=s.LatestPredictions,
@@ -161,7 +154,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         else:
             items = await asyncio.to_thread(from_feast, service.feast, model, names, max_age)
         version = model.card.version
-        service.metrics.model_requests.labels("on_demand", role, version).inc()
+        service.metrics.model_request("on_demand", role, version)
         dates = [i["feature_date"] for i in items if i["feature_date"] is not None]
         share = service.rollout.challenger_share
         body = {
@@ -173,12 +166,11 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure
         }
         return json_response(body, headers={"x-served-model": f"{role}/{version}"})
 
-    async def on_demand_hot(request: Request) -> Response:
-        """The same, parsing the body with pydantic directly (see HotRoute)."""
+    async def on_demand_lane(request: Request) -> Response:
+        """The same, parsing the body with pydantic directly (same 422s as FastAPI's)."""
         return await score_now(request, on_demand_payload(await request.body()))
 
-    hot = HotRoute("/v1/predictions/on-demand", on_demand_hot, methods=["POST"])
-    app.router.routes.insert(1, hot)
+    app.add_lane("POST", "/v1/predictions/on-demand", on_demand_lane, wrap)
 
     @app.post(
         "/v1/predictions/on-demand",

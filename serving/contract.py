@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 import orjson
 import polars as pl
@@ -105,10 +106,19 @@ def tickers_of(raw: list[str] | str, service, snapshot) -> list[str]:
     return names
 
 
-def latest_query(query) -> tuple[str | None, str]:
+def query_items(raw: bytes) -> list[tuple[str, str]]:
+    """The query string's pairs, as Starlette's ``QueryParams`` reads them; a plain split when
+    nothing is escaped (the usual request: a quarter of the hot path's CPU went to parsing)."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    return [(name, value) for name, _, value in (p.partition("=") for p in text.split("&") if p)]
+
+
+def latest_query(query_string: bytes) -> tuple[str | None, str]:
     """``tickers`` and ``role`` from the query string, validated as LATEST_PARAMETERS says."""
     tickers, role = None, "champion"
-    for name, value in query.multi_items():
+    for name, value in query_items(query_string):
         if name == "tickers":
             if len(value) > 2000:
                 raise ApiError(422, "validation_error", "tickers: at most 2000 characters")

@@ -113,6 +113,14 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def model_request(self, kind: str, role: str, version: str) -> None:
+        child = self._children.get((kind, role, version))
+        if child is None:
+            child = self._children[(kind, role, version)] = self.model_requests.labels(
+                kind, role, version
+            )
+        child.inc()
+
 
 class Gate:
     """The middleware: ``service`` provides ``keys``, ``buckets``, ``metrics`` and ``snapshot``
