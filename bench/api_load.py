@@ -9,8 +9,9 @@ Scenarios: the latest prediction for 1 ticker (rotating over 50) and for 50 tick
 rates (open loop: bench/openloop.c, compiled here with gcc; latency counts from each request's
 scheduled time, as wrk2 does) and at the maximum (wrk, closed loop); in the same run, a bare
 FastAPI endpoint as the denominator and a framework-less ASGI answer as the server's floor;
-on-demand prediction from the cached online rows at 500/s and from a cold Feast read. Prints a Markdown table (docs/SERVING.md keeps the figures) and writes
-the raw results as JSON with ``--json``.
+on-demand prediction from the cached online rows at 500/s and from a cold Feast read. Prints a
+Markdown table (docs/SERVING.md keeps the figures) and writes the raw results as JSON with
+``--json``; ``--repeat N`` runs the fixed rates N rounds and prints each one's median p99.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import platform
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -227,6 +229,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, help="a STOCK_STATE_DIR (e.g. of `make run`)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per open-loop run")
     parser.add_argument("--rates", default="500,1000,2000,3000")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the fixed-rate runs")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--build-only", action="store_true", help="build the state and stop")
@@ -328,11 +331,12 @@ def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[di
     for scenario, url in urls.items():  # the maximum, closed loop
         key = None if scenario in ("bare", "floor") else secret
         measured(scenario, "wrk -t1 -c64", "max", wrk_max, url, key, args.duration, 64)
-    for scenario in urls:
-        port = bare_port if scenario in ("bare", "floor") else api_port
-        for rate in (int(r) for r in args.rates.split(",")):
-            run = (tool, port, rate, args.duration, files[scenario], args.connections)
-            measured(scenario, "openloop", rate, open_loop, *run)
+    for _ in range(args.repeat):  # rounds over every scenario, so drift hits each alike
+        for scenario in urls:
+            port = bare_port if scenario in ("bare", "floor") else api_port
+            for rate in (int(r) for r in args.rates.split(",")):
+                run = (tool, port, rate, args.duration, files[scenario], args.connections)
+                measured(scenario, "openloop", rate, open_loop, *run)
     run = (tool, api_port, 500, args.duration, files["on-demand cached"], args.connections)
     measured("on-demand cached", "openloop", 500, open_loop, *run)
     on_demand_url = f"{base}/v1/predictions/on-demand"
@@ -373,6 +377,18 @@ def report(results: list[dict], args) -> None:
             f"{fmt(r['server_cpu_percent'], 0)} | {fmt(per_request(r), 0)} | "
             f"{r['loadavg_1m']:.1f} | {r['api_reloads']} |"
         )
+    if args.repeat > 1:
+        lines.append(f"\nmedian p99 ms over {args.repeat} rounds (min-max):")
+        fixed = [r for r in results if r["tool"] == "openloop" and r["p99_ms"]]
+        for key in dict.fromkeys((r["scenario"], r["target_rate"]) for r in fixed):
+            scenario, rate = key
+            p99 = [
+                r["p99_ms"] for r in fixed if (r["scenario"], r["target_rate"]) == (scenario, rate)
+            ]
+            lines.append(
+                f"- {scenario} at {rate}/s: {statistics.median(p99):.2f} "
+                f"({min(p99):.2f}-{max(p99):.2f})"
+            )
     maxima = {r["scenario"]: r["throughput"] for r in results if r["target_rate"] == "max"}
     if maxima.get("bare"):
         for scenario in ("latest-1", "latest-50"):

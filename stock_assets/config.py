@@ -6,6 +6,7 @@ folder, ``STOCK_STATE_DIR`` (default ``<repo>/.state``), so ``rm -rf .state`` is
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -61,6 +62,18 @@ def replay_datasets(names: str | None = None) -> list[str]:
         problem = f"unknown data set {', '.join(unknown)}" if unknown else "no data set named"
         raise ValueError(f"{origin}: {problem}; choose from {', '.join(sorted(DATASETS))}")
     return chosen
+
+
+def replay_until() -> dt.date | None:
+    """``STOCK_REPLAY_UNTIL``: the last session ``make run`` replays (unset: every session), so
+    later ones can be published as a live feed; a malformed date is a one-line ValueError."""
+    raw = os.environ.get("STOCK_REPLAY_UNTIL", "").strip()
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"STOCK_REPLAY_UNTIL={raw!r}: give a date as YYYY-MM-DD") from None
 
 
 def broker_info_file() -> Path:

@@ -306,6 +306,7 @@ def _altdata_keys() -> list:
 def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> int:
     """``datasets`` None means ``STOCK_REPLAY_DATASETS``; an unknown name fails before any start."""
     datasets = config.replay_datasets(",".join(datasets) if datasets else None)
+    until = config.replay_until()
     stop_on_signals()
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -334,9 +335,11 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
         if held:
             print(f"{topic} already holds {held} messages: not replaying again", flush=True)
         else:
-            print(f"replaying {', '.join(datasets)} onto {topic}", flush=True)
+            held_back = f" up to {until}" if until else ""
+            print(f"replaying {', '.join(datasets)}{held_back} onto {topic}", flush=True)
             for name in datasets:
-                print(replay(kafka, topic, select_bars(name), name).summary(), flush=True)
+                bars = select_bars(name, end=until)
+                print(replay(kafka, topic, bars, name).summary(), flush=True)
         dagster = services.start_logged(
             [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
              "-h", "127.0.0.1", "-p", str(ui_port)],

@@ -179,7 +179,21 @@ def test_make_run_rejects_an_unknown_data_set_before_starting_anything(monkeypat
         run_local_stack()
     with pytest.raises(ValueError, match="unknown data set bad"):  # an explicit --datasets
         run_local_stack(["bad"])
+    monkeypatch.setenv("STOCK_REPLAY_DATASETS", "sp500_2009")
+    monkeypatch.setenv("STOCK_REPLAY_UNTIL", "2010-13-01")
+    with pytest.raises(ValueError, match="STOCK_REPLAY_UNTIL='2010-13-01': give a date") as error:
+        run_local_stack()
+    assert "\n" not in str(error.value)
     assert not (tmp_path / "state").exists()
+
+
+def test_replay_until_holds_back_later_sessions(monkeypatch):
+    monkeypatch.delenv("STOCK_REPLAY_UNTIL", raising=False)
+    assert config.replay_until() is None
+    monkeypatch.setenv("STOCK_REPLAY_UNTIL", " 2010-08-13 ")
+    assert config.replay_until() == dt.date(2010, 8, 13)
+    held = select_bars("sp500_2009", end=config.replay_until())
+    assert held["date"].max() == dt.date(2010, 8, 13)
 
 
 def test_a_long_history_replays_through_kafka_into_silver(
