@@ -18,13 +18,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import schemas as s
-from serving.gate import PUBLIC
+from serving.gate import PUBLIC, BodyTooLarge
 
 JSON = "application/json"
 TickerPath = Annotated[str, Path(pattern=s.TICKER_PATTERN, description="e.g. AAPL")]
 ERRORS = {
     401: {"model": s.Error, "description": "missing or unknown API key"},
     404: {"model": s.Error, "description": "unknown ticker, or nothing stored for it"},
+    413: {"model": s.Error, "description": "request body over STOCK_API_MAX_BODY_BYTES"},
     422: {"model": s.Error, "description": "invalid parameters"},
     429: {
         "model": s.Error,
@@ -68,6 +69,10 @@ def install_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, error: ApiError):
         return json_response({"error": error.code, "message": error.message}, error.status)
 
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, error: BodyTooLarge):
+        return json_response({"error": "body_too_large", "message": str(error)}, 413)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
         detail = [
@@ -81,6 +86,8 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
+        if isinstance(error.__cause__, BodyTooLarge):  # FastAPI wraps what reading the body raised
+            return await too_large(request, error.__cause__)
         if error.status_code == 400:  # a body FastAPI could not decode: invalid input too
             message = f"body: {error.detail}"
             return json_response({"error": "validation_error", "message": message}, 422)

@@ -1,4 +1,5 @@
-"""Authentication, per-key rate limits and request metrics, as one pure ASGI middleware.
+"""Authentication, per-key rate limits, the request body limit and request metrics, as one pure
+ASGI middleware.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware, which runs every request through an extra task
 and memory stream) because this runs on every request: a header scan, one SHA-256 and a dict
@@ -21,7 +22,12 @@ from serving.settings import ApiKey
 PUBLIC = frozenset(
     {"/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
+BODIES = frozenset({"POST", "PUT", "PATCH"})
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class BodyTooLarge(Exception):
+    """Raised while a body is read, once it passes the limit (the app answers 413)."""
 
 
 class TokenBucket:
@@ -123,8 +129,9 @@ class Metrics:
 
 
 class Gate:
-    """The middleware: ``service`` provides ``keys``, ``buckets``, ``metrics`` and ``snapshot``
-    (whose ``headers`` name the data date and model versions on every response)."""
+    """The middleware: ``service`` provides ``keys``, ``buckets``, ``metrics``, ``settings``
+    (the body limit) and ``snapshot`` (whose ``headers`` name the data date and model versions
+    on every response)."""
 
     def __init__(self, app, service) -> None:
         self.app = app
@@ -153,6 +160,14 @@ class Gate:
                     status = refusal[0]
                     await _reply(send_with_headers, *refusal)
                     return
+            if scope["method"] in BODIES:
+                limit = service.settings.max_body_bytes
+                if _declared_length(scope) > limit:
+                    status = 413
+                    message = f"request body over {limit} bytes"
+                    await _reply(send_with_headers, 413, "body_too_large", message)
+                    return
+                receive = _limited(receive, limit)
             await self.app(scope, receive, send_with_headers)
         finally:
             route = scope.get("route")
@@ -185,6 +200,29 @@ class Gate:
             state = scope["state"] = {}
         state["api_key"] = key
         return None
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _limited(receive, limit: int):
+    """``receive`` that raises `BodyTooLarge` once more than ``limit`` body bytes arrived
+    (a chunked body declares no length)."""
+    seen = 0
+
+    async def limited():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+        return message
+
+    return limited
 
 
 async def _reply(send, status: int, code: str, message: str, headers=()) -> None:

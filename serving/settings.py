@@ -63,6 +63,7 @@ class Settings:
     rollout_file: Path | None = None  # JSON {"challenger_share": x}, re-read when it changes
     feature_max_age: dt.timedelta = dt.timedelta(days=5)  # older online rows are "stale"
     max_tickers: int = 100  # per request (latest and on-demand)
+    max_body_bytes: int = 64 * 1024  # POST/PUT bodies; 100 tickers take ~1.5 KB
     access_log: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class Settings:
                 seconds=float(env.get("STOCK_API_FEATURE_MAX_AGE_SECONDS", 5 * 86400))
             ),
             max_tickers=int(env.get("STOCK_API_MAX_TICKERS", cls.max_tickers)),
+            max_body_bytes=int(env.get("STOCK_API_MAX_BODY_BYTES", cls.max_body_bytes)),
             access_log=env.get("STOCK_API_ACCESS_LOG", "0").lower() in ("1", "true", "yes"),
         )
 

@@ -1,5 +1,5 @@
 """The fast lanes answer exactly what FastAPI's routes of the same paths answer: bodies,
-statuses, error shapes, gate and CORS headers, and the metrics label."""
+statuses, error shapes (an oversized body included), gate and CORS headers, the metrics label."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ REQUESTS = [
     ("POST", "/v1/predictions/on-demand", None, {"tickers": ["NOSUCH"]}, READER),
     ("POST", "/v1/predictions/on-demand", None, {"tickers": "AAPL", "source": "x"}, READER),
     ("POST", "/v1/predictions/on-demand", None, {"wrong": 1}, READER),
+    ("POST", "/v1/predictions/on-demand", None, {"tickers": ["AAPL"] * 20_000}, READER),
 ]
 VARYING = {"date", "content-length"}  # the length follows from the body, compared itself
 
@@ -76,7 +77,8 @@ def test_lanes_answer_as_the_framework_routes_do(app_client):
         through_routes = answers(client)
     finally:
         app.lanes = lanes
-    assert [a[0] for a in through_lanes] == [200, 200, 404, 422, 422, 401, 401, 200, 404, 422, 422]
+    statuses = [200, 200, 404, 422, 422, 401, 401, 200, 404, 422, 422, 413]
+    assert [a[0] for a in through_lanes] == statuses
     for lane, route, request in zip(through_lanes, through_routes, REQUESTS, strict=True):
         assert lane[0] == route[0], request
         assert lane[2] == route[2], request  # gate, CORS and model headers alike
@@ -85,6 +87,26 @@ def test_lanes_answer_as_the_framework_routes_do(app_client):
         else:  # same error code; FastAPI and pydantic may word a 422 in its own order
             assert lane[1]["error"] == route[1]["error"], request
     assert through_lanes[0][2]["access-control-allow-origin"] == ORIGIN
+
+
+def test_a_chunked_body_over_the_limit_is_refused_on_both_paths(app_client):
+    app, client = app_client
+    chunk = b'{"tickers": [' + b'"AAPL",' * 5_000 + b'"AAPL"]}'  # ~35 KB a time, no length
+
+    def send() -> tuple:
+        reply = client.post(
+            "/v1/predictions/on-demand",
+            content=iter([chunk[:20_000], chunk[20_000:], b" " * 40_000]),
+            headers={"X-API-Key": READER, "Content-Type": "application/json"},
+        )
+        return reply.status_code, reply.json()["error"]
+
+    assert send() == (413, "body_too_large")
+    lanes, app.lanes = app.lanes, {}
+    try:
+        assert send() == (413, "body_too_large")
+    finally:
+        app.lanes = lanes
 
 
 def test_lane_requests_are_counted_under_their_route(app_client):
