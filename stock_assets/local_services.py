@@ -8,13 +8,14 @@ digest reaches the API's configuration, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from serving.settings import digest, new_secret
@@ -49,6 +50,32 @@ def log_file(state: Path, name: str):
     folder = state / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     return (folder / f"{name}.log").open("ab")
+
+
+@contextlib.contextmanager
+def output_to_log(state: Path, name: str) -> Iterator[Callable[[str], None]]:
+    """Everything this process writes to stdout and stderr (Dagster's console events of the runs
+    it executes in process, MLflow's notices, warnings) goes to ``<state>/logs/<name>.log``
+    meanwhile, at the descriptor level; yields ``say(line)``, which still reaches the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    try:
+        with log_file(state, name) as log, open(log.fileno(), "w", closefd=False) as text:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            # and Python's own streams, should they not be the descriptors (a test's capture)
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield lambda line: print(line, file=terminal, flush=True)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in saved:
+            os.close(descriptor)
+        terminal.close()
 
 
 def start_logged(command: list[str], env: Mapping[str, str], state: Path, name: str):

@@ -40,8 +40,9 @@ def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
     return members["date"].to_list()[-count:]
 
 
-def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3) -> str:
-    """Refit, promote, predict, signal and backtest; returns a one-line summary."""
+def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3, say=print) -> str:
+    """Refit, promote, predict, signal and backtest; returns a one-line summary (progress lines
+    go to ``say``)."""
     lake = resources["lake"]
     months = months_to_refit(lake, count)
     if not months:
@@ -55,7 +56,7 @@ def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3
             raise_on_error=False,
         )
         gate = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-        print(f"  refit {month:%Y-%m}: gate {gate}", flush=True)
+        say(f"  refit {month:%Y-%m}: gate {gate}")
     last_session = (
         lake.scan(tables.GOLD_DAILY_FEATURES)
         .filter(pl.col("date") < months[-1] + dt.timedelta(days=31))

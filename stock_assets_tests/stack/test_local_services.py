@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import time
 
+import dagster as dg
 import httpx
 
 from stock_assets import local_services as services
@@ -41,3 +43,21 @@ def test_make_run_serves_the_api_with_its_local_key_and_the_app(delivered, tmp_p
         for process in (api, app):
             stop_process_group(process, grace_s=5)
     assert api.poll() is not None and app.poll() is not None
+
+
+def test_runs_in_the_stack_process_log_to_a_file_and_progress_reaches_the_terminal(tmp_path, capfd):
+    @dg.asset
+    def noisy() -> None:
+        print("a line from the asset")
+
+    with services.output_to_log(tmp_path, "runs") as say:
+        say("progress: refitting")
+        assert dg.materialize([noisy], instance=dg.DagsterInstance.ephemeral()).success
+        os.write(2, b"written below Python\n")
+        print("a library's warning", file=sys.stderr)
+    print("after")
+    out, err = capfd.readouterr()
+    assert out == "progress: refitting\nafter\n" and err == ""
+    log = (tmp_path / "logs" / "runs.log").read_text()
+    for line in ("a line from the asset", "RUN_SUCCESS", "written below Python", "warning"):
+        assert line in log
