@@ -13,6 +13,7 @@ versions and a model's booster by its registered version.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import polars as pl
 import streamlit as st
@@ -26,6 +27,8 @@ from stock_assets.outputs import CHALLENGER, CHAMPION, ModelCard, Outputs
 DEFAULT_TICKER = "AAPL"
 PRICE_LOOKBACK = dt.timedelta(days=90)  # bars shown before the first prediction
 Pins = tuple[tuple[str, int | None], ...]
+# how often an open page checks the tables' versions; it redraws when the pipeline wrote one
+REFRESH_SECONDS = float(os.environ.get("STOCK_APP_REFRESH_SECONDS", "30"))
 
 
 def reader(root: str, pins: Pins) -> Outputs:
@@ -207,11 +210,24 @@ def freshness_panel(root: str, pins: Pins) -> None:
     st.caption(f"Models in the Dagster UI: {models}. Read at {dt.datetime.now(dt.UTC):%H:%M} UTC.")
 
 
+def current_pins(root: str) -> Pins:
+    return tuple(sorted(Outputs(Lake(root)).versions().items()))
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def follow_pipeline(root: str, pins: Pins) -> None:
+    """Reruns the whole page once a table it shows has a new Delta version, so a new session's
+    prediction appears in an open page without a reload; otherwise draws nothing."""
+    if current_pins(root) != pins:
+        st.rerun()
+
+
 def main() -> None:
     st.set_page_config(page_title="Stock predictions", layout="wide")
     st.title("Stock predictions")
     root = config.lake_root()
-    pins: Pins = tuple(sorted(Outputs(Lake(root)).versions().items()))
+    pins = current_pins(root)
+    follow_pipeline(root, pins)
     names = tickers(root, pins)["ticker"].to_list()
     if not names:
         st.info("No predictions are stored yet: `make run` trains the first models.")

@@ -7,12 +7,14 @@ exception box.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -20,16 +22,17 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from stock_assets import tables
+from stock_assets.lake import Lake
 from stock_assets.resources.broker import free_port, stop_process_group
+from stock_assets_tests.serving.conftest import copy_state
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHARTS = 5  # price, predictions, equity, and one importance chart per model
 
 
-@pytest.fixture
-def served_app(app_env, tmp_path):
-    """The app served by `streamlit run` (headless) with the delivered state; stopped by PID."""
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """The app served by `streamlit run` (headless) with ``env``; stopped by PID."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
@@ -37,12 +40,11 @@ def served_app(app_env, tmp_path):
         "--server.headless", "true", "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    log = tmp_path / "streamlit.log"
     with log.open("w") as out:
         server = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, **app_env},
+            env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -65,7 +67,8 @@ def served_app(app_env, tmp_path):
         stop_process_group(server, grace_s=3)  # SIGTERM, then SIGKILL to the group
 
 
-def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, delivered):
+@contextlib.contextmanager
+def chromium():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -73,37 +76,71 @@ def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, deli
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 3000})
-            page.goto(served_app)
-            page.get_by_role("heading", name="Data freshness").wait_for(timeout=150_000)
-            charts = page.locator("[data-testid=stVegaLiteChart]")  # the vega-embed containers
-            expect(charts.locator("svg.marks")).to_have_count(CHARTS, timeout=90_000)
-            marks = []
-            for index in range(CHARTS):
-                drawn = charts.nth(index).locator("svg.marks")
-                box = drawn.bounding_box()
-                assert box and box["width"] > 300 and box["height"] > 100, box
-                # data marks (candles, bands, lines, bars), not axes or grid
-                marks.append(drawn.locator("g.role-mark > path, g.role-mark > line").count())
-            bars = delivered.lake.read(tables.ADJUSTED_DAILY_BARS).filter(
-                pl.col("ticker") == "AAPL", pl.col("date") >= dt.date(2010, 3, 3)
-            )  # from 90 days before AAPL's first prediction (2010-06-01)
-            assert marks[0] == 2 * bars.height  # a wick and a body per adjusted bar
-            assert marks[1] > 3  # the band, a line per role, a point per prediction
-            assert marks[2:] == [3, 15, 15]  # three books; the top 15 features per model
-            assert page.locator("[data-testid=stException]").count() == 0
-            newest = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
-            for heading in ["AAPL: price and predictions", f"Signals of {newest}", "Backtest",
-                            "Champion: version 1", "Challenger: version 2"]:  # fmt: skip
-                assert page.get_by_role("heading", name=heading).count() == 1, heading
-            backtest = delivered.lake.read(tables.GOLD_BACKTEST)
-            sessions = page.locator("[data-testid=stMetric]", has_text="Sessions")
-            assert sessions.locator("[data-testid=stMetricValue]").inner_text() == str(
-                backtest.height
-            )
-            link = page.get_by_role("link", name="silver/adjusted_daily_bars")
-            assert link.get_attribute("href") == (
-                "http://dagster.example:3000/assets/silver/adjusted_daily_bars"
-            )
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def served_app(app_env, tmp_path):
+    yield from serve(app_env, tmp_path / "streamlit.log")
+
+
+def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, delivered):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        page.goto(served_app)
+        page.get_by_role("heading", name="Data freshness").wait_for(timeout=150_000)
+        charts = page.locator("[data-testid=stVegaLiteChart]")  # the vega-embed containers
+        expect(charts.locator("svg.marks")).to_have_count(CHARTS, timeout=90_000)
+        marks = []
+        for index in range(CHARTS):
+            drawn = charts.nth(index).locator("svg.marks")
+            box = drawn.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 100, box
+            # data marks (candles, bands, lines, bars), not axes or grid
+            marks.append(drawn.locator("g.role-mark > path, g.role-mark > line").count())
+        bars = delivered.lake.read(tables.ADJUSTED_DAILY_BARS).filter(
+            pl.col("ticker") == "AAPL", pl.col("date") >= dt.date(2010, 3, 3)
+        )  # from 90 days before AAPL's first prediction (2010-06-01)
+        assert marks[0] == 2 * bars.height  # a wick and a body per adjusted bar
+        assert marks[1] > 3  # the band, a line per role, a point per prediction
+        assert marks[2:] == [3, 15, 15]  # three books; the top 15 features per model
+        assert page.locator("[data-testid=stException]").count() == 0
+        newest = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
+        for heading in ["AAPL: price and predictions", f"Signals of {newest}", "Backtest",
+                        "Champion: version 1", "Challenger: version 2"]:  # fmt: skip
+            assert page.get_by_role("heading", name=heading).count() == 1, heading
+        backtest = delivered.lake.read(tables.GOLD_BACKTEST)
+        sessions = page.locator("[data-testid=stMetric]", has_text="Sessions")
+        assert sessions.locator("[data-testid=stMetricValue]").inner_text() == str(backtest.height)
+        link = page.get_by_role("link", name="silver/adjusted_daily_bars")
+        assert link.get_attribute("href") == (
+            "http://dagster.example:3000/assets/silver/adjusted_daily_bars"
+        )
+
+
+def test_an_open_page_shows_a_new_session_without_a_reload(app_env, delivered, tmp_path):
+    env = copy_state(delivered, tmp_path / "state") | {
+        "STOCK_DAGSTER_UI_URL": app_env["STOCK_DAGSTER_UI_URL"],
+        "STOCK_APP_REFRESH_SECONDS": "2",
+    }
+    lake = Lake(env["STOCK_LAKE_ROOT"])
+    newest = lake.read(tables.GOLD_SIGNALS)["date"].max()
+    later = newest + dt.timedelta(days=3)  # the next session after a Friday
+    with contextlib.closing(serve(env, tmp_path / "streamlit.log")) as urls, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        loads = []
+        page.on("load", lambda _: loads.append(1))
+        page.goto(next(urls))
+        page.get_by_role("heading", name=f"Signals of {newest}").wait_for(timeout=150_000)
+        day = lake.read_dates(tables.GOLD_SIGNALS, newest, newest)
+        lake.overwrite_dates(
+            tables.GOLD_SIGNALS,
+            day.with_columns(date=pl.lit(later), month=pl.lit(f"{later:%Y-%m}")),
+            later,
+            later,
+        )  # the pipeline's next session, as the open page would see it land
+        heading = page.get_by_role("heading", name=f"Signals of {later}")
+        heading.wait_for(timeout=90_000)
+        assert len(loads) == 1  # the page followed without a reload
