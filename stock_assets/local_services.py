@@ -47,9 +47,13 @@ def api_env(env: Mapping[str, str], secret: str, port: int) -> dict[str, str]:
 def log_file(state: Path, name: str):
     """An append-mode log under ``<state>/logs``: servers write there, the terminal keeps the
     progress lines and addresses (the daemon alone logs a sensor tick every few seconds)."""
-    folder = state / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    return (folder / f"{name}.log").open("ab")
+    path = log_path(state, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
+
+
+def log_path(state: Path, name: str) -> Path:
+    return state / "logs" / f"{name}.log"
 
 
 @contextlib.contextmanager
@@ -138,6 +142,6 @@ def start_delivery(env: Mapping[str, str], state: Path, ui_port: int):
         ("app", f"http://127.0.0.1:{app_port}/_stcore/health", app),
     ):
         if not wait_until_answering(url, process):
-            log = state / "logs" / f"{name.lower()}.log"
+            log = log_path(state, name.lower())
             print(f"{name} did not answer on {url}; see {log}", flush=True)
     return api, app, (api_port, app_port)

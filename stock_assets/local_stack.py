@@ -296,7 +296,7 @@ def train_first_champion() -> str:
         if existing:
             return f"models: champion version {existing} already registered: not retraining"
         say("models: refitting the latest months, then predictions, signals, backtest")
-        log = config.state_dir() / "logs" / f"{RUNS_LOG}.log"
+        log = services.log_path(config.state_dir(), RUNS_LOG)
         say(f"  (their event lines: {log}; a refit refused by its gate is a normal outcome)")
         return first_champion(resources, dg.DagsterInstance.get(), say=say)
 

@@ -31,6 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHARTS = 5  # price, predictions, equity, and one importance chart per model
 
 
+@contextlib.contextmanager
 def serve(env: dict[str, str], log: Path) -> Iterator[str]:
     """The app served by `streamlit run` (headless) with ``env``; stopped by PID."""
     port = free_port()
@@ -83,7 +84,8 @@ def chromium():
 
 @pytest.fixture
 def served_app(app_env, tmp_path):
-    yield from serve(app_env, tmp_path / "streamlit.log")
+    with serve(app_env, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, delivered):
@@ -128,11 +130,11 @@ def test_an_open_page_shows_a_new_session_without_a_reload(app_env, delivered, t
     lake = Lake(env["STOCK_LAKE_ROOT"])
     newest = lake.read(tables.GOLD_SIGNALS)["date"].max()
     later = newest + dt.timedelta(days=3)  # the next session after a Friday
-    with contextlib.closing(serve(env, tmp_path / "streamlit.log")) as urls, chromium() as browser:
+    with serve(env, tmp_path / "streamlit.log") as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
         loads = []
         page.on("load", lambda _: loads.append(1))
-        page.goto(next(urls))
+        page.goto(url)
         page.get_by_role("heading", name=f"Signals of {newest}").wait_for(timeout=150_000)
         day = lake.read_dates(tables.GOLD_SIGNALS, newest, newest)
         lake.overwrite_dates(
