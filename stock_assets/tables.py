@@ -309,16 +309,20 @@ GOLD_SIGNALS = Table(
 )
 GOLD_BACKTEST = Table(
     "gold/backtest",
-    "Per session with a realised next-session return: IC and rank IC of the champion's "
-    "predictions, the top-k and long-short books after costs, and buy-and-hold of the universe.",
+    "Per session of gold/signals whose next session has bars: IC and rank IC of the champion's "
+    "predictions, the stored signals' long leg and long-short book after costs, and buy-and-hold "
+    "of the first session's members on adjusted closes. Thin sessions have no signals, no row.",
     {
         "date": pl.Date,
+        "names": pl.Int64,  # members ranked that session
+        "horizon": pl.Int64,  # sessions ahead the IC's outcome looks (the model's horizon)
         "ic": pl.Float64,
         "rank_ic": pl.Float64,
         "long_net": pl.Float64,
         "long_turnover": pl.Float64,
         "long_short_net": pl.Float64,
         "long_short_turnover": pl.Float64,
+        "missing_outcomes": pl.Int64,  # held positions with no bar next session (in cash)
         "benchmark": pl.Float64,
         "model_versions": pl.String,
         **MONTH,

@@ -1,8 +1,15 @@
 """``gold/signals``: the champion's predictions turned into positions, with the rule that did it.
 
-Each session ranks the champion's predictions over that day's universe (index members only) and
-goes long the top k and short the bottom k, equal weight, +1/k and -1/k of capital; the rest get
-side "none" and weight 0. With fewer than 2k members, k shrinks to half of them.
+Each session ranks the champion's predictions over that day's universe (index members with a
+prediction) and goes long the top k and short the bottom k, equal weight, +1/k and -1/k of
+capital; the rest get side "none" and weight 0. With fewer than 2k names, k shrinks to half of
+them. This is the platform's one ranking rule: `gold/backtest` trades these stored rows, and the
+evaluation's books call `position_weights`.
+
+A session whose cross-section is thin is not ranked at all: fewer names than ``min_names`` or
+than ``min_universe_share`` of that day's index members (silver/universe) give no signal rows,
+so no positions and no backtest day; the asset's metadata lists them, and readers flag them
+(`stock_assets.outputs.Outputs.thin_sessions`).
 """
 
 import dagster as dg
@@ -17,16 +24,18 @@ from stock_assets.table_assets import table_asset
 
 class SignalConfig(dg.Config):
     top_k: int = 20
+    min_names: int = 50  # a session ranks at least this many names...
+    min_universe_share: float = 0.5  # ...and at least this share of the day's index members
 
 
-def rank_signals(predictions: pl.DataFrame, top_k: int) -> pl.DataFrame:
-    """Champion rows of index members -> one signal row each (rank 1 = highest prediction)."""
-    members = predictions.filter(
-        (pl.col("role") == "champion") & pl.col("in_universe").fill_null(False)
-    )
+def position_weights(frame: pl.DataFrame, top_k: int, prediction: str = "prediction"):
+    """Per date, rank (1 = highest ``prediction``; ties by instrument), k, side and signed
+    weight of every row with a prediction: the ranking rule, on any frame with ``date,
+    instrument`` and ``prediction``."""
+    rows = frame.filter(pl.col(prediction).is_not_null()).sort("date", "instrument")
     count = pl.len().over("date")
     k = pl.min_horizontal(pl.lit(top_k), count // 2)
-    rank = pl.col("prediction").rank("ordinal", descending=True).over("date").cast(pl.Int32)
+    rank = pl.col(prediction).rank("ordinal", descending=True).over("date").cast(pl.Int32)
     side = (
         pl.when((rank <= k) & (k > 0))
         .then(pl.lit("long"))
@@ -34,24 +43,69 @@ def rank_signals(predictions: pl.DataFrame, top_k: int) -> pl.DataFrame:
         .then(pl.lit("short"))
         .otherwise(pl.lit("none"))
     )
+    weight = (
+        pl.when(pl.col("side") == "long")
+        .then(1.0 / pl.col("k"))
+        .when(pl.col("side") == "short")
+        .then(-1.0 / pl.col("k"))
+        .otherwise(0.0)
+    )
     return (
-        members.with_columns(rank=rank, k=k)
+        rows.with_columns(rank=rank, k=k, names=count)
         .with_columns(side=side)
-        .with_columns(
-            weight=pl.when(pl.col("side") == "long")
-            .then(1.0 / pl.col("k"))
-            .when(pl.col("side") == "short")
-            .then(-1.0 / pl.col("k"))
-            .otherwise(0.0),
-            rule=pl.format(
-                "long top {} / short bottom {} of {} index members by champion prediction, "
-                "equal weight",
-                pl.col("k"),
-                pl.col("k"),
-                count,
-            ),
-        )
+        .with_columns(weight=weight)
         .sort("date", "rank")
+    )
+
+
+def champion_members(predictions: pl.DataFrame) -> pl.DataFrame:
+    """The rows the signals rank: the champion's predictions of that day's index members."""
+    return predictions.filter(
+        (pl.col("role") == "champion")
+        & pl.col("in_universe").fill_null(False)
+        & pl.col("prediction").is_not_null()
+    )
+
+
+def session_cross_sections(
+    predictions: pl.DataFrame,
+    universe: pl.DataFrame,
+    min_names: int = SignalConfig().min_names,
+    min_universe_share: float = SignalConfig().min_universe_share,
+) -> pl.DataFrame:
+    """Per predicted session: ``names`` (members with a champion prediction), ``members`` (the
+    day's index members in silver/universe), ``required`` (max of ``min_names`` and
+    ``min_universe_share`` of the members, rounded up) and ``thin`` (names < required)."""
+    names = champion_members(predictions).group_by("date").agg(names=pl.len())
+    members = universe.group_by("date").agg(members=pl.col("ticker").n_unique())
+    share = (pl.col("members").cast(pl.Float64) * min_universe_share).ceil().cast(pl.Int64)
+    return (
+        names.join(members, on="date", how="left")
+        .with_columns(pl.col("members").fill_null(0).cast(pl.UInt32))
+        .with_columns(required=pl.max_horizontal(pl.lit(min_names, pl.Int64), share))
+        .with_columns(thin=pl.col("names").cast(pl.Int64) < pl.col("required"))
+        .sort("date")
+    )
+
+
+def rank_signals(
+    predictions: pl.DataFrame, top_k: int, sessions: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Champion rows of index members -> one signal row each (rank 1 = highest prediction),
+    for the sessions of ``sessions`` (`session_cross_sections`) that are not thin; every
+    session when ``sessions`` is None."""
+    members = champion_members(predictions)
+    if sessions is not None:
+        members = members.join(sessions.filter(~pl.col("thin")).select("date"), on="date")
+    rule = pl.format(
+        "long top {} / short bottom {} of {} index members by champion prediction, equal weight",
+        pl.col("k"),
+        pl.col("k"),
+        pl.col("names"),
+    )
+    return (
+        position_weights(members, top_k)
+        .with_columns(rule=rule)
         .select(list(tables.GOLD_SIGNALS.schema))
     )
 
@@ -59,16 +113,23 @@ def rank_signals(predictions: pl.DataFrame, top_k: int) -> pl.DataFrame:
 @table_asset(
     tables.GOLD_SIGNALS,
     group=MODELS_GROUP,
-    deps=[tables.GOLD_PREDICTIONS],
+    deps=[tables.GOLD_PREDICTIONS, tables.UNIVERSE],
     partitions_def=trading_day_partitions(),
 )
 def signals(
     context: dg.AssetExecutionContext, config: SignalConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
-    """Rank the selected sessions' champion predictions into long/short positions."""
+    """Rank the selected sessions' champion predictions into long/short positions, skipping
+    sessions whose cross-section is too thin to rank."""
     start, end = run_dates(context)
-    frame = rank_signals(lake.read_dates(tables.GOLD_PREDICTIONS, start, end), config.top_k)
+    predictions = lake.read_dates(tables.GOLD_PREDICTIONS, start, end)
+    universe = lake.read_dates(tables.UNIVERSE, start, end)
+    sessions = session_cross_sections(
+        predictions, universe, config.min_names, config.min_universe_share
+    )
+    frame = rank_signals(predictions, config.top_k, sessions)
     version = lake.overwrite_dates(tables.GOLD_SIGNALS, frame, start, end)
+    thin = sessions.filter(pl.col("thin"))
     return dg.MaterializeResult(
         metadata={
             "rows": frame.height,
@@ -76,6 +137,14 @@ def signals(
             "long": int((frame["side"] == "long").sum()),
             "short": int((frame["side"] == "short").sum()),
             "rule": frame["rule"][0] if frame.height else "no champion predictions",
+            "min_cross_section": (
+                f"at least {config.min_names} names and {config.min_universe_share:.0%} of the "
+                "day's index members"
+            ),
+            "thin_sessions": thin.height,
+            "thin_session_names": dg.MetadataValue.json(
+                {str(d): n for d, n in thin.select("date", "names").iter_rows()}
+            ),
             "delta_version": version,
         }
     )

@@ -53,8 +53,9 @@ def daily_ic(
 class ICSummary:
     """Mean, std (ddof 1), ICIR = mean/std, t = mean/std*sqrt(n), over n days with a value.
 
-    ``nw_t_stat`` is the same mean over its Newey-West standard error: h-day labels overlap, so
-    neighbouring daily ICs share h-1 days of returns and the plain t overstates the evidence.
+    ``nw_t_stat`` is the same mean over its Newey-West standard error with ``nw_lags`` lags:
+    h-day labels overlap, so neighbouring daily ICs share days of returns and the plain t
+    overstates the evidence. The t shown to users is ``nw_t_stat`` (`hac_lags` picks the lags).
     """
 
     mean: float
@@ -67,6 +68,23 @@ class ICSummary:
 
     def as_dict(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}_{name}": float(value) for name, value in asdict(self).items()}
+
+    @property
+    def t_label(self) -> str:
+        """How the shown t was computed, e.g. "Newey-West t, 5 lags"."""
+        return t_label(self.nw_lags)
+
+
+def t_label(lags: int) -> str:
+    return f"Newey-West t, {lags} lag{'s' if lags != 1 else ''}"
+
+
+def hac_lags(horizon: int, days: int) -> int:
+    """Lags for the Newey-West t of a daily series of h-session outcomes: at least h (h-1 lags
+    still overstated t by about a fifth on 5-session overlap), and at least the usual
+    floor(4 (n/100)^(2/9)) bandwidth, so a 1-session label still gets a few lags."""
+    rule_of_thumb = math.floor(4 * (max(days, 1) / 100) ** (2 / 9))
+    return max(int(horizon), rule_of_thumb)
 
 
 def newey_west_variance(values: np.ndarray, lags: int) -> float:
@@ -87,10 +105,15 @@ def newey_west_t(values: np.ndarray, lags: int) -> float:
     return float(values.mean() / math.sqrt(variance)) if variance > 0 else math.nan
 
 
-def summarize_ic(values: pl.Series | np.ndarray | list[float], lags: int = 0) -> ICSummary:
-    """Summary of a daily IC series (nulls and NaN skipped); ``lags``: label horizon - 1."""
+def summarize_ic(
+    values: pl.Series | np.ndarray | list[float], lags: int = 0, horizon: int | None = None
+) -> ICSummary:
+    """Summary of a daily IC series (nulls and NaN skipped). The Newey-West t uses ``lags``, or
+    with ``horizon`` given, `hac_lags` of that horizon and the number of days."""
     series = pl.Series(values, dtype=pl.Float64).drop_nulls().drop_nans()
     days = series.len()
+    if horizon is not None:
+        lags = hac_lags(horizon, days)
     if days == 0:
         return ICSummary(math.nan, math.nan, math.nan, math.nan, 0, math.nan, lags)
     mean = float(series.mean())
@@ -101,13 +124,17 @@ def summarize_ic(values: pl.Series | np.ndarray | list[float], lags: int = 0) ->
 
 
 def ic_report(
-    frame: pl.DataFrame, prediction: str = "prediction", label: str = "label", lags: int = 0
+    frame: pl.DataFrame,
+    prediction: str = "prediction",
+    label: str = "label",
+    lags: int = 0,
+    horizon: int | None = None,
 ) -> dict[str, ICSummary]:
     """`summarize_ic` of the daily IC and rank IC: {"ic": ..., "rank_ic": ...}."""
     daily = daily_ic(frame, prediction, label)
     return {
-        "ic": summarize_ic(daily["ic"], lags),
-        "rank_ic": summarize_ic(daily["rank_ic"], lags),
+        "ic": summarize_ic(daily["ic"], lags, horizon),
+        "rank_ic": summarize_ic(daily["rank_ic"], lags, horizon),
     }
 
 
@@ -243,7 +270,9 @@ def simulate(weights: np.ndarray, returns: np.ndarray, costs: CostModel) -> dict
 
     Between rebalances the held weights drift with the returns (w_i (1 + r_i) / (1 + r_p)), so
     turnover is what must really be traded: sum |target - drifted| (buys plus sells, as a
-    fraction of capital; a full switch of a long book is 2). A missing return counts as 0.
+    fraction of capital; a full switch of a long book is 2). A missing return (NaN) is a
+    position whose instrument has no price at the session's end: it earns 0 (it is valued at
+    its last price, in cash) and is sold at the next rebalance like any other position.
     """
     returns = np.nan_to_num(returns, nan=0.0)
     held = np.zeros(weights.shape[1])
@@ -259,32 +288,49 @@ def simulate(weights: np.ndarray, returns: np.ndarray, costs: CostModel) -> dict
     return out
 
 
-def top_k_weights(scores: np.ndarray, k: int, long_short: bool) -> np.ndarray:
-    """Equal weights 1/k on the k highest scores of each row, and -1/k on the k lowest when
-    ``long_short`` (k at most half the row then); ties go by column order; NaN is never held."""
-    weights = np.zeros_like(scores)
-    for day, row in enumerate(scores):
-        valid = np.flatnonzero(~np.isnan(row))
-        if valid.size == 0:
-            continue
-        take = min(k, valid.size // 2 if long_short else valid.size)
-        order = valid[np.argsort(-row[valid], kind="stable")]
-        weights[day, order[:take]] = 1.0 / take if take else 0.0
-        if long_short and take:
-            weights[day, order[::-1][:take]] = -1.0 / take
-    return weights
+def buy_and_hold_returns(closes: np.ndarray) -> np.ndarray:
+    """Equal-weight buy-and-hold on adjusted closes, never rebalanced.
+
+    ``closes``: sessions x the first session's members (NaN where a bar is missing; the first
+    row fully known). Row s of the result is the book's return from session s to s+1 (one row
+    fewer than ``closes``). A missing close carries the last known one: across a hole the
+    stock earns nothing until its next known close, which carries the whole move; a stock
+    that stops trading sits in cash at its last price.
+    """
+    filled = closes.astype(np.float64).copy()
+    for row in range(1, filled.shape[0]):
+        gap = np.isnan(filled[row])
+        filled[row, gap] = filled[row - 1, gap]
+    value = (filled / filled[0]).mean(axis=1)
+    return value[1:] / value[:-1] - 1.0
 
 
-def buy_and_hold_returns(first_day_members: np.ndarray, returns: np.ndarray) -> np.ndarray:
-    """Equal weights on the first day's members, never rebalanced: each day's return is the
-    value-weighted mean of the members' returns, the values drifting with them."""
-    returns = np.nan_to_num(returns, nan=0.0)
-    value = first_day_members.astype(np.float64)
-    daily = np.zeros(returns.shape[0])
-    for day, realised in enumerate(returns):
-        daily[day] = float(value @ realised / value.sum())
-        value = value * (1.0 + realised)
-    return daily
+def book_returns(
+    positions: pl.DataFrame,
+    weight: str = "weight",
+    realised: str = "next_return",
+    costs: CostModel | None = None,
+) -> pl.DataFrame:
+    """Daily returns of the long leg and the long-short book of stored positions.
+
+    ``positions``: one row per (instrument, date) ranked that day, with the signed ``weight``
+    (+1/k long, -1/k short, 0 otherwise, as `gold/signals` stores it) and the realised
+    1-session return ``realised`` (null when the instrument has no bar at the session's end;
+    see `simulate`). Output per date: ``long_gross, long_cost, long_net, long_turnover`` (the
+    positive weights alone, capital 1), the same for ``long_short_*``, and
+    ``missing_outcomes``: held positions whose return is null.
+    """
+    costs = costs or CostModel()
+    dates, instruments, signed = _wide(positions, weight)
+    _, same, returns = _wide(positions, realised)
+    assert same == instruments
+    signed = np.nan_to_num(signed, nan=0.0)
+    columns: dict[str, object] = {"date": dates}
+    for book, weights in (("long", np.clip(signed, 0.0, None)), ("long_short", signed)):
+        result = simulate(weights, returns, costs)
+        columns.update({f"{book}_{name}": values for name, values in result.items()})
+    columns["missing_outcomes"] = ((signed != 0) & np.isnan(returns)).sum(axis=1)
+    return pl.DataFrame(columns)
 
 
 def portfolio_returns(
@@ -294,28 +340,29 @@ def portfolio_returns(
     realised: str = "forward_return",
     costs: CostModel | None = None,
 ) -> pl.DataFrame:
-    """Daily returns of the top-k long book, the top-k minus bottom-k book and the benchmark.
+    """`book_returns` of the signals' ranking rule on ``prediction`` (top k long, bottom k
+    short, `gold.signals.position_weights`), plus ``benchmark``: `buy_and_hold_returns` of
+    every instrument of the first date on closes compounded from ``realised`` (from returns
+    alone a missing one ends the holding: the stock sits in cash from there).
 
     ``frame``: one row per (instrument, date) of the universe with ``prediction`` and the
-    realised 1-session forward return ``realised``. Output per date: ``long_gross, long_cost,
-    long_net, long_turnover``, the same for ``long_short_*`` (weights +1/k and -1/k, capital 1),
-    and ``benchmark`` (`buy_and_hold_returns` of every instrument of the first date, no costs).
+    realised 1-session forward return ``realised``.
     """
-    costs = costs or CostModel()
-    dates, instruments, scores = _wide(frame, prediction)
-    _, same, realised_returns = _wide(frame, realised)
-    assert same == instruments
-    columns: dict[str, object] = {"date": dates}
-    for book, long_short in (("long", False), ("long_short", True)):
-        result = simulate(top_k_weights(scores, k, long_short), realised_returns, costs)
-        columns.update({f"{book}_{name}": values for name, values in result.items()})
-    _, _, present = _wide(frame.with_columns(present=pl.lit(1.0)), "present")
-    columns["benchmark"] = buy_and_hold_returns(~np.isnan(present[0]), realised_returns)
-    return pl.DataFrame(columns)
+    from stock_assets.gold.signals import position_weights  # the one ranking rule
+
+    ranked = position_weights(frame, k, prediction)
+    daily = book_returns(ranked, "weight", realised, costs)
+    dates, _, returns = _wide(frame, realised)
+    growth = np.where(np.isnan(returns), np.nan, 1.0 + returns)
+    closes = np.vstack([np.ones(returns.shape[1]), np.cumprod(growth, axis=0)])
+    first = ~np.isnan(_wide(frame.with_columns(present=pl.lit(1.0)), "present")[2][0])
+    benchmark = pl.DataFrame({"date": dates, "benchmark": buy_and_hold_returns(closes[:, first])})
+    return daily.join(benchmark, on="date", how="left").sort("date")
 
 
 def portfolio_report(daily: pl.DataFrame) -> dict[str, Performance]:
-    """`performance` of the net long, net long-short and benchmark series of `portfolio_returns`."""
+    """`performance` of the net long, net long-short and benchmark series of `book_returns`
+    (with a ``benchmark`` column)."""
     return {
         "long": performance(daily["long_net"], daily["long_turnover"]),
         "long_short": performance(daily["long_short_net"], daily["long_short_turnover"]),

@@ -79,9 +79,19 @@ def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3
     )
     if not tested.success:
         return "models: predictions stored; the backtest failed, see its run in the UI"
-    metadata = tested.asset_materializations_for_node("gold__backtest")[0].metadata
-    rank_ic, t_stat = metadata["rank_ic_mean"].value, metadata["rank_ic_t_stat"].value
+    return _headline(resources, months[0], last_session, tested)
+
+
+def _headline(resources: dict, first: dt.date, last: dt.date, tested) -> str:
+    """The backtest's rank IC over its sessions (thin ones have none) with its Newey-West t."""
+    metadata = {
+        k: v.value
+        for k, v in tested.asset_materializations_for_node("gold__backtest")[0].metadata.items()
+    }
+    thin = metadata["thin_sessions_left_out"]
     return (
         f"models: champion {resources['mlflow_registry'].version_for('champion')}, predictions "
-        f"{months[0]}..{last_session}, backtest rank IC {rank_ic:+.4f} (t {t_stat:+.2f})"
+        f"{first}..{last}, backtest rank IC {metadata['rank_ic_mean']:+.4f} "
+        f"({metadata['t_stat_shown']} {metadata['rank_ic_nw_t_stat']:+.2f}) over "
+        f"{metadata['sessions']} sessions ({thin} thin sessions left out)"
     )

@@ -12,8 +12,11 @@ from stock_assets.models.evaluation import (
     CostModel,
     annual_return,
     annual_volatility,
+    book_returns,
+    buy_and_hold_returns,
     cumulative_return,
     daily_ic,
+    hac_lags,
     ic_report,
     label_as_prediction,
     max_drawdown,
@@ -117,7 +120,7 @@ def tiny_market(predictions: dict, returns: dict) -> pl.DataFrame:
         [
             {"date": d, "instrument": name, "prediction": p, "forward_return": returns[d][i]}
             for d, preds in predictions.items()
-            for i, (name, p) in enumerate(zip("ABC", preds, strict=True))
+            for i, (name, p) in enumerate(zip("ABCD", preds, strict=False))
         ]
     )
 
@@ -126,10 +129,21 @@ MARKET = tiny_market(
     {D1: [3.0, 2.0, 1.0], D2: [3.0, 1.0, 2.0], D3: [2.0, 1.0, 3.0]},
     {D1: [0.10, -0.10, 0.0], D2: [0.02, 0.50, -0.04], D3: [0.01, 0.0, 0.03]},
 )
+# the same market with a fourth name always ranked last and flat: 4 names give a long leg of 2
+MARKET4 = tiny_market(
+    {D1: [3.0, 2.0, 1.0, 0.0], D2: [3.0, 1.0, 2.0, 0.0], D3: [2.0, 1.0, 3.0, 0.0]},
+    {D1: [0.10, -0.10, 0.0, 0.0], D2: [0.02, 0.50, -0.04, 0.0], D3: [0.01, 0.0, 0.03, 0.0]},
+)
+
+
+def test_the_long_leg_is_the_signals_long_leg_min_k_and_half_the_names():
+    """3 names and k=2: the signals' rule holds min(2, 3 // 2) = 1 name long, not 2."""
+    daily = portfolio_returns(MARKET, k=2).sort("date")
+    np.testing.assert_allclose(daily["long_gross"], [0.10, 0.02, 0.03], atol=1e-15)
 
 
 def test_top_k_costs_are_charged_on_the_drifted_weight_changes():
-    daily = portfolio_returns(MARKET, k=2).sort("date")
+    daily = portfolio_returns(MARKET4, k=2).sort("date")
     # day 1: buy A and B at 1/2 each from cash: 1.0 bought at 5 bp; A +10%, B -10% -> gross 0
     # after day 1 the book drifts to A 0.55, B 0.45
     # day 2: target A 0.5, C 0.5: sell 0.05 A + 0.45 B (15 bp), buy 0.5 C (5 bp)
@@ -166,8 +180,8 @@ def test_long_short_costs_and_the_buy_and_hold_benchmark():
 
 
 def test_higher_costs_lower_the_net_return_by_exactly_the_extra_cost():
-    cheap = portfolio_returns(MARKET, k=2, costs=CostModel(0.0, 0.0))
-    dear = portfolio_returns(MARKET, k=2, costs=CostModel(1e-3, 2e-3))
+    cheap = portfolio_returns(MARKET4, k=2, costs=CostModel(0.0, 0.0))
+    dear = portfolio_returns(MARKET4, k=2, costs=CostModel(1e-3, 2e-3))
     np.testing.assert_array_equal(cheap["long_gross"], dear["long_gross"])
     np.testing.assert_allclose(cheap["long_net"] - dear["long_net"], dear["long_cost"])
     assert (cheap["long_cost"] == 0).all()
@@ -228,3 +242,53 @@ def test_shuffled_labels_get_an_independent_permutation_on_every_date():
     assert per_day["prediction"].list.sort().n_unique() == 1  # each date a permutation
     assert per_day["prediction"].n_unique() > 290  # and not the same one every date
     assert abs(ic_report(shuffled)["rank_ic"].t_stat) < 4  # a null, not a t of -18
+
+
+# -- what users are shown: HAC t, books of stored positions, buy-and-hold across holes -------------
+def test_the_newey_west_lags_are_at_least_the_horizon():
+    for horizon in (1, 5, 20):
+        for days in (10, 65, 250, 2500):
+            assert hac_lags(horizon, days) >= horizon
+    assert hac_lags(1, 65) == 3  # floor(4 * 0.65^(2/9)): a 1-session label still gets lags
+    assert hac_lags(5, 65) == 5
+    summary = summarize_ic(np.random.default_rng(0).standard_normal(65), horizon=5)
+    assert summary.nw_lags == 5 and summary.t_label == "Newey-West t, 5 lags"
+
+
+def test_h_lags_shrink_the_t_of_overlapping_labels_more_than_h_minus_one():
+    """5-session labels: h-1 lags still overstate t; h lags come closer to the truth."""
+    shocks = np.random.default_rng(11).standard_normal(5000)
+    overlapping = 0.01 + np.convolve(shocks, np.ones(5) / 5, mode="valid") * 0.1
+    fewer = summarize_ic(overlapping, lags=4).nw_t_stat
+    shown = summarize_ic(overlapping, horizon=5)
+    assert shown.nw_lags >= 5 and abs(shown.nw_t_stat) < abs(fewer)
+
+
+def test_a_position_without_a_next_bar_earns_nothing_is_counted_and_sold_next_session():
+    """B is held on D1 and has no bar on D2: it is valued at its last price (0 return), counted
+    as a missing outcome, and its cash is sold out of at D2's rebalance like any position."""
+    positions = pl.DataFrame(
+        {
+            "date": [D1, D1, D2, D2],
+            "instrument": ["A", "B", "A", "C"],
+            "weight": [0.5, 0.5, 0.5, 0.5],
+            "next_return": [0.10, None, 0.02, 0.04],
+        }
+    )
+    daily = book_returns(positions, costs=CostModel(0.0, 0.0)).sort("date")
+    assert daily["long_gross"].to_list() == pytest.approx([0.05, 0.03])
+    assert daily["missing_outcomes"].to_list() == [1, 0]
+    # after D1: A 0.55/1.05, B (cash) 0.5/1.05; D2's target A 0.5, C 0.5 sells all of B
+    held_b = 0.5 / 1.05
+    held_a = 0.55 / 1.05
+    assert daily["long_turnover"][1] == pytest.approx(held_b + (held_a - 0.5) + 0.5)
+
+
+def test_buy_and_hold_across_a_hole_carries_the_move_to_the_next_known_close():
+    """X has no bar on day 2 and trades again on day 3: day 2 earns it nothing and day 3 the
+    whole move from day 1's close; Y stops after day 2 and sits in cash."""
+    closes = np.array([[10.0, 20.0], [np.nan, 22.0], [12.0, np.nan], [13.0, np.nan]])
+    returns = buy_and_hold_returns(closes)
+    value = np.array([1.0, (1.0 + 1.1) / 2, (1.2 + 1.1) / 2, (1.3 + 1.1) / 2])
+    np.testing.assert_allclose(returns, value[1:] / value[:-1] - 1, rtol=1e-12)
+    assert np.prod(1 + returns) - 1 == pytest.approx((1.3 + 1.1) / 2 - 1, rel=1e-12)
