@@ -61,6 +61,11 @@ def backtest(root: str, pins: Pins) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def thin_sessions(root: str, pins: Pins) -> pl.DataFrame:
+    return reader(root, pins).thin_sessions()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def realised_quality(root: str, pins: Pins) -> pl.DataFrame:
     return reader(root, pins).realised_quality()
 
@@ -138,6 +143,10 @@ def signals_panel(root: str, pins: Pins) -> None:
     day = frame["date"].max()
     st.header(f"Signals of {day}")
     st.caption(frame["rule"][0])
+    thin = thin_sessions(root, pins).filter(pl.col("date") > day)
+    if thin.height:
+        names = ", ".join(f"{d} ({n} names)" for d, n in thin.iter_rows())
+        st.warning(f"Not ranked, cross-section too thin: {names}. These are the newest signals.")
     shown = frame.select("rank", "ticker", "side", "weight", "prediction", "model_version")
     st.dataframe(shown, hide_index=True, key="signals_table")
 
@@ -149,16 +158,23 @@ def backtest_panel(root: str, pins: Pins) -> None:
         st.info("No backtest is stored yet.")
         return
     summary = Outputs.backtest_summary(daily)
+    thin = thin_sessions(root, pins)
     st.caption(
         f"{summary['days']} sessions, {daily['date'].min()} to {daily['date'].max()}, "
         f"models {', '.join(sorted(set(','.join(daily['model_versions']).split(','))))}; "
-        "books rebalanced at each close, 5 bp buys / 15 bp sells."
+        "the stored signals traded, rebalanced at each close, 5 bp buys / 15 bp sells; "
+        f"{summary['missing_outcomes']} positions had no bar next session (in cash); "
+        f"{thin.height} thin sessions left out (too few names to rank). IC against the "
+        f"{summary['horizon']}-session return; t: {summary['t_stat_shown']}."
     )
     first, second = st.columns(4), st.columns(4)
     first[0].metric("Sessions", summary["days"])
     first[1].metric("Mean IC", _signed(summary["ic_mean"]))
     first[2].metric("Mean rank IC", _signed(summary["rank_ic_mean"]))
-    first[3].metric("Rank IC t-stat", _signed(summary["rank_ic_t_stat"], 2))
+    first[3].metric(
+        f"Rank IC t ({summary['t_stat_shown']})", _signed(summary["rank_ic_nw_t_stat"], 2)
+    )
+    second[3].metric("Thin sessions left out", thin.height)
     second[0].metric("Long cumulative", _percent(summary["long_net_cumulative"]))
     second[1].metric("Long-short cumulative", _percent(summary["long_short_net_cumulative"]))
     second[2].metric("Benchmark cumulative", _percent(summary["benchmark_cumulative"]))

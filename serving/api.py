@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 from typing import Annotated, Literal
@@ -120,6 +121,7 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "role": role,
             "predictions_table_version": snap.versions.get(PREDICTIONS),
             "model_versions": versions,
+            "session": session_status(snap),
             "missing": missing,
         }
         body = orjson.dumps(head)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
@@ -267,12 +269,14 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         if end:
             frame = frame.filter(pl.col("date") <= end)
         versions = sorted({v for vs in frame["model_versions"] for v in vs.split(",") if v})
+        thin = await asyncio.to_thread(snap.outputs.thin_sessions, start, end)
         body = {
             "data_date": snap.data_date,
             "backtest_table_version": snap.versions.get("gold/backtest"),
             "model_versions": versions,
             "summary": Outputs.backtest_summary(frame),
             "days": frame.drop("month").to_dicts(),
+            "thin_sessions": thin.to_dicts(),
         }
         return json_response(body)
 
@@ -313,6 +317,17 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         _admin(request)
         service.set_share(update.challenger_share, "admin")
         return json_response(_rollout(service))
+
+
+@functools.lru_cache(maxsize=8)
+def _session_status(outputs: Outputs, day: dt.date | None, pins: tuple) -> dict:
+    return outputs.session_status(day)
+
+
+def session_status(snap) -> dict:
+    """The newest session's thin flag, read once per snapshot (the hot path stays a lookup)."""
+    pins = tuple(sorted((snap.outputs.pins or {}).items()))
+    return _session_status(snap.outputs, snap.data_date, pins)
 
 
 def _admin(request: Request) -> None:

@@ -49,11 +49,25 @@ class StoredPrediction(BaseModel):
     signal: Signal | None = None
 
 
+class SessionStatus(BaseModel):
+    date: dt.date | None
+    names: int = Field(description="index members ranked that session (predicted, when thin)")
+    thin: bool = Field(
+        description="too few names to rank: no signals and no backtest day for the session"
+    )
+
+
+class ThinSession(BaseModel):
+    date: dt.date
+    names: int = Field(description="index members with a champion prediction that session")
+
+
 class LatestPredictions(BaseModel):
     data_date: dt.date
     role: Role
     predictions_table_version: int
     model_versions: list[str]
+    session: SessionStatus | None = None
     missing: list[str] = Field(description="known tickers without a prediction that session")
     items: list[StoredPrediction]
 
@@ -111,6 +125,7 @@ class Signals(BaseModel):
     predictions_table_version: int
     champion_version: str | None
     rule: str | None
+    session: SessionStatus | None = None
     positions: list[Position]
 
 
@@ -151,12 +166,15 @@ class OnDemandResponse(BaseModel):
 
 class BacktestDay(BaseModel):
     date: dt.date
+    names: int = Field(description="index members ranked that session")
+    horizon: int = Field(description="sessions ahead the IC's outcome looks")
     ic: float | None
     rank_ic: float | None
     long_net: float | None
     long_turnover: float | None
     long_short_net: float | None
     long_short_turnover: float | None
+    missing_outcomes: int = Field(description="held positions with no bar next session (cash)")
     benchmark: float | None
     model_versions: str
 
@@ -165,8 +183,13 @@ class Backtest(BaseModel):
     data_date: dt.date
     backtest_table_version: int | None
     model_versions: list[str]
-    summary: dict[str, float | int | None]
+    summary: dict[str, float | int | str | None] = Field(
+        description="means, Newey-West t's (t_stat_shown names the lags), cumulative returns"
+    )
     days: list[BacktestDay]
+    thin_sessions: list[ThinSession] = Field(
+        default_factory=list, description="sessions left out: too few names to rank"
+    )
 
 
 class ModelCardOut(BaseModel):
@@ -186,7 +209,8 @@ class Quality(BaseModel):
     model_version: str
     days: int
     rank_ic: float | None
-    rank_ic_t_stat: float | None
+    rank_ic_nw_t_stat: float | None = Field(description="Newey-West t with nw_lags lags")
+    nw_lags: int
 
 
 class Models(BaseModel):

@@ -219,7 +219,14 @@ def _bodies(pinned: Outputs, known: pl.DataFrame, data_date, models, quality) ->
     rule = signals["rule"][0] if signals.height else None
     return {
         "tickers": orjson.dumps({**stamp, "tickers": known.to_dicts()}),
-        "signals": orjson.dumps({**stamp, "rule": rule, "positions": signal_rows.to_dicts()}),
+        "signals": orjson.dumps(
+            {
+                **stamp,
+                "rule": rule,
+                "session": pinned.session_status(data_date),  # thin: no positions that day
+                "positions": signal_rows.to_dicts(),
+            }
+        ),
         "models": orjson.dumps(
             {
                 **stamp,

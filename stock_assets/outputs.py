@@ -23,7 +23,7 @@ import polars as pl
 
 from stock_assets import config, tables
 from stock_assets.lake import Lake, LakeIO
-from stock_assets.models.evaluation import daily_ic, summarize_ic
+from stock_assets.models.evaluation import daily_ic, hac_lags, summarize_ic, t_label
 from stock_assets.models.labels import forward_returns, normalise_cross_section
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -236,18 +236,56 @@ class Outputs:
             frame = frame.filter(pl.col("date") <= end)
         return frame.sort("date").collect()
 
+    def thin_sessions(self, start: dt.date | None = None, end: dt.date | None = None):
+        """``date, names``: sessions with champion predictions of index members that gold/signals
+        did not rank because their cross-section was below its floor (no signals, no backtest
+        day). Between a session's predictions commit and its signals commit (the same run) it
+        reads as thin too; a pinned reader sees one moment of both tables."""
+        columns = {"date": pl.Date, "names": pl.UInt32}
+        predictions, signals = self._scan(tables.GOLD_PREDICTIONS), self._scan(tables.GOLD_SIGNALS)
+        if predictions is None:
+            return pl.DataFrame(schema=columns)
+        if start is not None:
+            predictions = predictions.filter(pl.col("date") >= start)
+        if end is not None:
+            predictions = predictions.filter(pl.col("date") <= end)
+        names = (
+            predictions.filter(pl.col("role") == CHAMPION, pl.col("in_universe").fill_null(False))
+            .group_by("date")
+            .agg(names=pl.len())
+        )
+        if signals is not None:
+            names = names.join(signals.select("date").unique(), on="date", how="anti")
+        return names.sort("date").collect().select(list(columns))
+
+    def session_status(self, day: dt.date | None) -> dict:
+        """Whether ``day``'s figures stand on a full cross-section: ``names`` ranked (or
+        predicted, when thin) and ``thin``."""
+        if day is None:
+            return {"date": None, "names": 0, "thin": False}
+        thin = self.thin_sessions(day, day)
+        if thin.height:
+            return {"date": day, "names": int(thin["names"][0]), "thin": True}
+        return {"date": day, "names": self.signals(day).height, "thin": False}
+
     @staticmethod
     def backtest_summary(daily: pl.DataFrame) -> dict:
-        """Mean IC and rank IC with their t-statistics, and the books' cumulative net returns."""
+        """Mean IC and rank IC with their Newey-West t's (at least h lags, `hac_lags`; which
+        one in ``t_stat_shown``), and the books' cumulative net returns. Thin sessions have no
+        backtest row, so they are never in these figures."""
         summary: dict = {"days": daily.height}
+        horizon = int(daily["horizon"].max()) if daily.height else 1
         for column in ("ic", "rank_ic"):
-            stats = summarize_ic(daily[column]) if daily.height else None
+            stats = summarize_ic(daily[column], horizon=horizon) if daily.height else None
             summary[f"{column}_mean"] = _finite(stats.mean) if stats else None
-            summary[f"{column}_t_stat"] = _finite(stats.t_stat) if stats else None
+            summary[f"{column}_nw_t_stat"] = _finite(stats.nw_t_stat) if stats else None
+        lags = hac_lags(horizon, daily["rank_ic"].drop_nulls().len()) if daily.height else 0
+        summary |= {"horizon": horizon, "nw_lags": lags, "t_stat_shown": t_label(lags)}
         for book in ("long_net", "long_short_net", "benchmark"):
             values = daily[book].drop_nulls() if daily.height else pl.Series([], dtype=pl.Float64)
             cumulative = float((values + 1.0).product() - 1.0) if values.len() else None
             summary[f"{book}_cumulative"] = cumulative
+        summary["missing_outcomes"] = int(daily["missing_outcomes"].sum()) if daily.height else 0
         return summary
 
     # -- models --------------------------------------------------------------------------------
@@ -270,18 +308,23 @@ class Outputs:
         """Per stored (role, model_version): the realised daily rank IC of its predictions.
 
         Index members' predictions against the forward return over the model's horizon, from
-        the adjusted bars (as `gold/backtest` does for the champion); only sessions whose
-        outcome is known count. Columns: ``role, model_version, days, rank_ic, rank_ic_t_stat``.
+        the adjusted bars (as `gold/backtest` does for the champion); only sessions the signals
+        ranked (not thin) whose outcome is known count. ``rank_ic_nw_t_stat``: Newey-West t with
+        ``nw_lags`` lags (`hac_lags`). Columns: ``role, model_version, days, rank_ic,
+        rank_ic_nw_t_stat, nw_lags``.
         """
-        columns = ["role", "model_version", "days", "rank_ic", "rank_ic_t_stat"]
+        columns = ["role", "model_version", "days", "rank_ic", "rank_ic_nw_t_stat", "nw_lags"]
         predictions = self._scan(tables.GOLD_PREDICTIONS)
         bars = self._scan(tables.ADJUSTED_DAILY_BARS)
         if predictions is None or bars is None:
             return _empty(columns)
+        signals = self._scan(tables.GOLD_SIGNALS)
+        if signals is None:
+            return _empty(columns)
         rows = predictions.filter(pl.col("in_universe").fill_null(False)).select(
             "instrument", "date", "role", "model_version", "prediction", "horizon"
         )
-        rows = rows.collect()
+        rows = rows.join(signals.select("date").unique(), on="date").collect()
         if rows.is_empty():
             return _empty(columns)
         first = rows["date"].min()
@@ -296,10 +339,12 @@ class Outputs:
                 pl.col("forward_return").is_finite()
             )
             labelled = normalise_cross_section(known, "forward_return", "rank_gauss", "label")
-            stats = summarize_ic(daily_ic(labelled, "prediction", "label")["rank_ic"])
-            out.append((role, version, stats.days, _finite(stats.mean), _finite(stats.t_stat)))
+            daily = daily_ic(labelled, "prediction", "label")
+            stats = summarize_ic(daily["rank_ic"], horizon=int(horizon))
+            nw_t = _finite(stats.nw_t_stat)
+            out.append((role, version, stats.days, _finite(stats.mean), nw_t, stats.nw_lags))
         schema = {"role": pl.String, "model_version": pl.String, "days": pl.Int64}
-        schema |= {"rank_ic": pl.Float64, "rank_ic_t_stat": pl.Float64}
+        schema |= {"rank_ic": pl.Float64, "rank_ic_nw_t_stat": pl.Float64, "nw_lags": pl.Int64}
         return pl.DataFrame(out, schema=schema, orient="row").sort("role", "model_version")
 
     # -- internals -----------------------------------------------------------------------------
@@ -325,7 +370,7 @@ def _empty(columns: list[str]) -> pl.DataFrame:
     for table in (tables.GOLD_PREDICTIONS, tables.GOLD_SIGNALS, tables.GOLD_BACKTEST):
         known |= dict(table.schema)
     known |= {"first_date": pl.Date, "last_date": pl.Date, "days": pl.Int64}
-    known |= {"rank_ic_t_stat": pl.Float64}
+    known |= {"rank_ic_nw_t_stat": pl.Float64, "nw_lags": pl.Int64}
     return pl.DataFrame(schema={c: known.get(c, pl.String) for c in columns})
 
 

@@ -47,6 +47,8 @@ SMALL = {  # 40 names and seven months: a smaller model than the defaults assume
     "validation_sessions": 10,
     "min_data_in_leaf": 20,
 }
+# 40 of the index's ~500 members: every session would be thin under the default floor
+SMALL_CROSS_SECTION = {"min_names": 20, "min_universe_share": 0.0}
 
 
 @dataclass
@@ -102,6 +104,7 @@ def build_delivered(root: Path, kafka_bootstrap: str, topic: str, sp500: pl.Data
         [predictions, signals, PREDICTIONS_CHECKS.asset_check()],
         resources=resources,
         tags=range_tags(JUNE, LAST_DAY.isoformat()),
+        run_config={"ops": {"gold__signals": {"config": SMALL_CROSS_SECTION}}},
     )
     assert scored.success
     assert dg.materialize([backtest], resources={"lake": lake}).success

@@ -12,8 +12,11 @@ so no positions and no backtest day; the asset's metadata lists them, and reader
 (`stock_assets.outputs.Outputs.thin_sessions`).
 """
 
+import os
+
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from stock_assets import tables
 from stock_assets.models.challenger import MODELS_GROUP
@@ -22,10 +25,18 @@ from stock_assets.resources.lake import LakeResource
 from stock_assets.table_assets import table_asset
 
 
+def _from_env(name: str, default: str, kind: type):
+    return Field(default_factory=lambda: kind(os.environ.get(name, default)))
+
+
 class SignalConfig(dg.Config):
+    """Run config, the floors defaulting to ``STOCK_SIGNALS_MIN_NAMES`` (50) and
+    ``STOCK_SIGNALS_MIN_UNIVERSE_SHARE`` (0.5) so runs a sensor launches follow a deployment."""
+
     top_k: int = 20
-    min_names: int = 50  # a session ranks at least this many names...
-    min_universe_share: float = 0.5  # ...and at least this share of the day's index members
+    # a session ranks at least this many names, and at least this share of the day's members
+    min_names: int = _from_env("STOCK_SIGNALS_MIN_NAMES", "50", int)
+    min_universe_share: float = _from_env("STOCK_SIGNALS_MIN_UNIVERSE_SHARE", "0.5", float)
 
 
 def position_weights(frame: pl.DataFrame, top_k: int, prediction: str = "prediction"):
@@ -70,8 +81,8 @@ def champion_members(predictions: pl.DataFrame) -> pl.DataFrame:
 def session_cross_sections(
     predictions: pl.DataFrame,
     universe: pl.DataFrame,
-    min_names: int = SignalConfig().min_names,
-    min_universe_share: float = SignalConfig().min_universe_share,
+    min_names: int,
+    min_universe_share: float,
 ) -> pl.DataFrame:
     """Per predicted session: ``names`` (members with a champion prediction), ``members`` (the
     day's index members in silver/universe), ``required`` (max of ``min_names`` and

@@ -123,6 +123,13 @@ def test_tickers_signals_backtest_and_models_are_the_stored_outputs(api, deliver
     )
     assert champion.days == daily["rank_ic"].drop_nulls().len()
     assert champion.rank_ic == pytest.approx(daily["rank_ic"].drop_nulls().mean(), abs=1e-12)
+    # every t shown is Newey-West's with at least h lags, and says so
+    horizon = int(daily["horizon"].max())
+    assert backtest.summary["nw_lags"] >= horizon and champion.nw_lags >= horizon
+    assert backtest.summary["t_stat_shown"] == f"Newey-West t, {backtest.summary['nw_lags']} lags"
+    assert "rank_ic_t_stat" not in backtest.summary  # no plain t
+    assert backtest.thin_sessions == [] and signals.session.thin is False
+    assert signals.session.names == lake_signals.height
 
 
 def test_on_demand_is_the_booster_on_the_online_row_and_equals_the_stored_prediction(
