@@ -2,7 +2,8 @@
 
 Every join here looks backwards only. A value is visible on day t when it was known by t's
 close: macro observations from their ``known_from``, corporate actions from
-``max(effective_date, known_from)``, earnings dates from the previous release (and the next one
+``max(effective_date, known_from)`` (an instrument is set aside while its event is undecided),
+earnings dates from the previous release (and the next one
 only once it would have been announced), index membership from its interval. Features, labels
 and the API import these; none of them imports an asset module.
 """
@@ -65,10 +66,61 @@ def _factor_steps(events: pl.DataFrame, as_of: dt.date | None) -> pl.DataFrame:
     )
 
 
+def undecided_spans(events: pl.DataFrame) -> pl.DataFrame:
+    """Per instrument, the days its price jump was not decided yet, with the reason.
+
+    A jump that nobody has explained (``needs_review``) is undecided from its effective date on;
+    a decided one (applied or reviewed as genuine) from its effective date until ``known_from``.
+    Rows in a span are set aside: no adjusted prices, so no features, and the reason says why.
+    """
+    jumps = events.filter(
+        pl.col("action") != "ticker_change", pl.col("status") != "not_observed"
+    ).with_columns(
+        until=pl.when(pl.col("status") == "needs_review")
+        .then(pl.lit(None, pl.Date))
+        .otherwise(pl.col("known_from"))
+    )
+    reason = pl.format(
+        "{} {} on {} (gap {}): {}",
+        pl.col("status"),
+        pl.col("action"),
+        pl.col("effective_date"),
+        pl.col("detected_ratio").round(4),
+        pl.when(pl.col("until").is_null())
+        .then(pl.lit("awaits review"))
+        .otherwise(pl.format("decided on {}", pl.col("until"))),
+    )
+    return jumps.filter(
+        pl.col("until").is_null() | (pl.col("until") > pl.col("effective_date"))
+    ).select("instrument", pl.col("effective_date").alias("since"), "until", set_aside=reason)
+
+
+def set_aside_reasons(bars: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` (with ``instrument``) plus ``set_aside``: the reason, or null for a usable row."""
+    spans = undecided_spans(events)
+    if spans.is_empty():
+        return bars.with_columns(set_aside=pl.lit(None, pl.String))
+    inside = (
+        bars.select("instrument", "date")
+        .join(spans, on="instrument")
+        .filter(
+            pl.col("date") >= pl.col("since"),
+            pl.col("until").is_null() | (pl.col("date") < pl.col("until")),
+        )
+        .group_by("instrument", "date")
+        .agg(pl.col("set_aside").sort().str.join("; "))
+    )
+    return bars.join(inside, on=["instrument", "date"], how="left")
+
+
 def adjust_bars(
     bars: pl.DataFrame, events: pl.DataFrame, as_of: dt.date | None = None
 ) -> pl.DataFrame:
-    """Raw bars -> ADJUSTED_COLUMNS; ``as_of`` drops rows and events not yet known on that day."""
+    """Raw bars -> ADJUSTED_COLUMNS; ``as_of`` drops rows and events not yet known on that day.
+
+    Rows of an instrument whose jump is undecided that day keep raw prices and factors but get
+    null adjusted prices and volume, with the reason in ``set_aside``.
+    """
     if as_of is not None:
         bars = bars.filter(pl.col("date") <= as_of)
     if "source" not in bars.columns:
@@ -81,14 +133,21 @@ def adjust_bars(
     joined = bars.join_asof(
         steps, on="date", by="instrument", strategy="backward", check_sortedness=False
     )
-    joined = joined.with_columns(
-        pl.col("cum_factor", "cum_volume_factor").fill_null(1.0),
-        pl.col("events_applied").fill_null(0),
+    joined = set_aside_reasons(
+        joined.with_columns(
+            pl.col("cum_factor", "cum_volume_factor").fill_null(1.0),
+            pl.col("events_applied").fill_null(0),
+        ),
+        events,
     )
+    usable = pl.col("set_aside").is_null()
     return (
         joined.with_columns(
-            *((pl.col(p) * pl.col("cum_factor")).alias(f"adj_{p}") for p in PRICES),
-            adj_volume=pl.col("volume") / pl.col("cum_volume_factor"),
+            *(
+                pl.when(usable).then(pl.col(p) * pl.col("cum_factor")).alias(f"adj_{p}")
+                for p in PRICES
+            ),
+            adj_volume=pl.when(usable).then(pl.col("volume") / pl.col("cum_volume_factor")),
         )
         .with_columns(month_column())
         .select(ADJUSTED_COLUMNS)

@@ -158,7 +158,8 @@ CORPORATE_ACTIONS = Table(
 )
 ADJUSTED_DAILY_BARS = Table(
     "silver/adjusted_daily_bars",
-    "Bars in each instrument's first-share basis, point in time; raw prices kept for display.",
+    "Bars in each instrument's first-share basis, point in time; raw prices kept for display; "
+    "rows whose price jump was undecided that day are set aside (null adjusted, reason given).",
     {
         "instrument": pl.String,
         "ticker": pl.String,
@@ -171,6 +172,8 @@ ADJUSTED_DAILY_BARS = Table(
         **{f"adj_{p}": pl.Float64 for p in PRICE_COLUMNS},
         "adj_volume": pl.Float64,
         "source": pl.String,
+        # why the row has no adjusted prices (its price jump was undecided that day), else null
+        "set_aside": pl.String,
         **MONTH,
     },
 )

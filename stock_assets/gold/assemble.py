@@ -42,6 +42,13 @@ class Context:
         return [name for name in sources if getattr(self, name).is_empty()]
 
 
+def usable_bars(bars: pl.DataFrame) -> pl.DataFrame:
+    """Adjusted bars without the rows set aside (silver/adjusted_daily_bars ``set_aside``)."""
+    if "set_aside" not in bars.columns:
+        return bars
+    return bars.filter(pl.col("set_aside").is_null())
+
+
 def close_only_instruments(bars: pl.DataFrame) -> set[str]:
     """Instruments with any close-only bar in the window get only close-defined features."""
     flagged = bars.filter(pl.col("source").fill_null("").str.ends_with(CLOSE_ONLY_SUFFIX))
@@ -191,7 +198,12 @@ def cross_sectional(frame: pl.DataFrame) -> pl.DataFrame:
 
 def assemble(bars: pl.DataFrame, start: dt.date, end: dt.date, context: Context) -> pl.DataFrame:
     """Feature rows (feature_set.SCHEMA) for sessions ``start..end`` from adjusted bars that
-    reach ``LOOKBACK_SESSIONS`` back; no value of a row uses data after its date."""
+    reach ``LOOKBACK_SESSIONS`` back; no value of a row uses data after its date.
+
+    Bars set aside (their price jump undecided that day) get no row and count as missing
+    stock-days for the rows after them, so an unadjusted jump never reaches a feature.
+    """
+    bars = usable_bars(bars)
     technical = technical_features(bars)
     technical = continue_obv(technical, context, start)
     tickers = bars.select(*KEY, "ticker")

@@ -15,7 +15,14 @@ import polars as pl
 
 from stock_assets import tables
 from stock_assets.calendar import sessions_before
-from stock_assets.checks import CheckInput, CheckSuite, Rule, schema_rule, unique_rule
+from stock_assets.checks import (
+    CheckInput,
+    CheckSuite,
+    Rule,
+    markdown,
+    schema_rule,
+    unique_rule,
+)
 from stock_assets.gold.assemble import LOOKBACK_SESSIONS, Context, assemble
 from stock_assets.gold.feature_set import FLOAT_FEATURES
 from stock_assets.partitions import run_dates, trading_day_partitions
@@ -116,6 +123,9 @@ def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     checked = DAILY_FEATURES_CHECKS.gate(CheckInput(features, lake, start, end))
     version = lake.overwrite_dates(tables.GOLD_DAILY_FEATURES, features, start, end)
     close_only = features.filter(pl.col("close_only"))
+    set_aside = bars.filter(
+        pl.col("date").is_between(start, end), pl.col("set_aside").is_not_null()
+    )
     return dg.MaterializeResult(
         metadata={
             "rows": features.height,
@@ -127,6 +137,12 @@ def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             "close_only_note": "close-only data sets get the indicators and factors the close "
             "alone defines; OHLCV-based columns are null there, never made up",
             "context_missing": inputs.missing(),
+            "rows_set_aside": set_aside.height,
+            "set_aside": markdown(
+                set_aside.select("instrument", "ticker", "date", "set_aside"), limit=50
+            ),
+            "set_aside_note": "instruments whose price jump was undecided that day get no "
+            "feature row; the reason is in silver/adjusted_daily_bars.set_aside",
             "rows_in_universe": int(features["in_universe"].fill_null(False).sum()),
             "gaps_over_one_session": int(
                 (features["sessions_since_previous_bar"].fill_null(1) > 1).sum()

@@ -15,6 +15,9 @@ EarningsSource     stocks-earnings-dates' sqlite      ``file`` (vendor calendar 
 MembershipSource   index-constitution history         ``file`` (index vendor membership file)
 =================  =================================  ==========================================
 
+``CorporateActionSource`` has no packaged default (the curated table in the repository is the
+review); ``file`` reads a vendor's corporate-action records, which override detection.
+
 Packaged files are read by path (no heavy imports, no network); `packaged_file` finds them.
 """
 
@@ -51,6 +54,12 @@ NEWS_RAW = {
     "source": pl.String,
 }
 EARNINGS_RAW = {"ticker": pl.String, "earnings_date": pl.String, "source": pl.String}
+# instrument, action (split / reverse_split / special_distribution / ticker_change), dates as
+# YYYY-MM-DD, ratio as new shares per old share (price factor), known_from = day published
+CORPORATE_ACTIONS_RAW = dict.fromkeys(
+    ("instrument", "action", "effective_date", "ratio", "new_ticker", "known_from", "note"),
+    pl.String,
+)
 MEMBERSHIP_RAW = {
     "index": pl.String,
     "ticker": pl.String,
@@ -308,6 +317,27 @@ class MembershipSource(dg.ConfigurableResource):
             }
         )
         return frame.cast(MEMBERSHIP_RAW)
+
+
+class CorporateActionSource(dg.ConfigurableResource):
+    """A vendor's corporate-action records as text rows (``CORPORATE_ACTIONS_RAW``).
+
+    Off by default (the curated table in the repository is the review); set
+    ``STOCK_CORPORATE_ACTIONS_FILE`` to a vendor drop and its records override detection.
+    """
+
+    provider: Literal["none", "file"] = "none"
+    path: str | None = None
+
+    @classmethod
+    def from_env(cls) -> CorporateActionSource:
+        fields = _env_fields(path="STOCK_CORPORATE_ACTIONS_FILE")
+        return cls(provider="file" if fields else "none", **fields)
+
+    def records(self) -> pl.DataFrame:
+        if self.provider == "file":
+            return read_vendor_file(_required(self.path, "path"), CORPORATE_ACTIONS_RAW)
+        return pl.DataFrame(schema=CORPORATE_ACTIONS_RAW)
 
 
 def _iso(values: pd.Series) -> list[str | None]:

@@ -7,6 +7,11 @@ in the instrument's first share (``adj = raw * cum_factor``), so a row never cha
 written: an event known on day t changes rows from t on and nothing before. Back-adjusted prices
 "as of" a day A come from rows <= A only (`stock_assets.pit.back_adjust`), so a backtest replaying
 day A sees exactly what was knowable on A. Raw prices stay in the row for display.
+
+A row whose price jump is undecided on its date (an unexplained gap awaiting review, or a split
+before the day its evidence exists) is set aside: null adjusted prices and volume, the reason in
+``set_aside`` (the API and the app show it), and no features downstream. The other instruments'
+rows go on; only a jump left on a usable row fails the blocking check.
 """
 
 import dagster as dg
@@ -18,7 +23,12 @@ from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.pit import adjust_bars
 from stock_assets.resources.lake import LakeResource
 from stock_assets.silver import MARKET_GROUP
-from stock_assets.silver.corporate_actions import EXTREME_GAP, overnight_gaps, read_events
+from stock_assets.silver.corporate_actions import (
+    EXTREME_GAP,
+    overnight_gaps,
+    read_events,
+    without_genuine_moves,
+)
 from stock_assets.table_assets import table_asset
 
 CONTINUITY_CHECK = "adjusted_daily_bars_continuous"
@@ -26,24 +36,19 @@ CONTINUITY_CHECK = "adjusted_daily_bars_continuous"
 
 def continuity(data: CheckInput) -> tuple[bool, dict]:
     """No adjusted overnight move beyond the extreme threshold unless reviewed as genuine."""
-    series = data.frame.select(
+    series = data.frame.filter(pl.col("set_aside").is_null()).select(
         "instrument", "ticker", "date",
         pl.col("adj_open").alias("open"), pl.col("adj_close").alias("close"),
         pl.col("adj_volume").alias("volume"),
     )  # fmt: skip
-    reviewed = read_events(data.lake).filter(pl.col("status") == "rejected")
-    extreme = (
-        overnight_gaps(series)
-        .filter(pl.col("overnight_return").abs() > EXTREME_GAP)
-        .join(
-            reviewed.select("instrument", pl.col("effective_date").alias("date")),
-            on=["instrument", "date"],
-            how="anti",
-        )
+    extreme = without_genuine_moves(
+        overnight_gaps(series).filter(pl.col("overnight_return").abs() > EXTREME_GAP),
+        read_events(data.lake),
     )
     sample = extreme.select("instrument", "date", pl.col("overnight_return").round(4))
     return extreme.is_empty(), {
         "rows": data.frame.height,
+        "rows_set_aside": data.frame.height - series.height,
         "extreme_adjusted_gaps": extreme.height,
         "sample": markdown(sample),
     }
@@ -81,6 +86,12 @@ def adjusted_daily_bars(
     by_instrument = touched.group_by("instrument").agg(
         rows=pl.len(), cum_factor=pl.col("cum_factor").last()
     )
+    set_aside = (
+        adjusted.filter(pl.col("set_aside").is_not_null())
+        .group_by("instrument", "set_aside")
+        .agg(first=pl.col("date").min(), last=pl.col("date").max(), rows=pl.len())
+        .sort("first", "instrument")
+    )
     return dg.MaterializeResult(
         metadata={
             "rows": adjusted.height,
@@ -88,6 +99,8 @@ def adjusted_daily_bars(
             "rows_with_factor": touched.height,
             "renamed_rows": adjusted.filter(pl.col("instrument") != pl.col("ticker")).height,
             "adjusted_instruments": markdown(by_instrument.sort("instrument"), limit=100),
+            "rows_set_aside": int(set_aside["rows"].sum()),
+            "set_aside": markdown(set_aside, limit=100),
             "date_range": f"{start}..{end}",
             "delta_version": version,
             **checked,

@@ -18,6 +18,7 @@ is unexplained, so bad data stops before adjusted bars, features and labels.
 """
 
 import math
+import statistics
 from pathlib import Path
 
 import dagster as dg
@@ -26,8 +27,15 @@ import polars as pl
 from stock_assets import tables
 from stock_assets.checks import CheckInput, CheckSuite, Rule, markdown
 from stock_assets.lake import LakeIO, month_column
-from stock_assets.pit import APPLIED, PRICE_ACTIONS, adjust_bars, with_instrument
+from stock_assets.pit import (
+    APPLIED,
+    PRICE_ACTIONS,
+    adjust_bars,
+    undecided_spans,
+    with_instrument,
+)
 from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.sources import CorporateActionSource
 from stock_assets.silver import MARKET_GROUP
 from stock_assets.table_assets import table_asset
 
@@ -51,6 +59,8 @@ CURATED_SCHEMA = {
     "known_from": pl.Date,
     "note": pl.String,
 }
+REVIEW_SOURCES = ("curated", "vendor")  # reviewed rows take precedence over detection
+VENDOR_ACTIONS = ("split", "reverse_split", "special_distribution", "ticker_change")
 
 
 def load_curated(path: Path = CURATED_PATH) -> pl.DataFrame:
@@ -58,7 +68,45 @@ def load_curated(path: Path = CURATED_PATH) -> pl.DataFrame:
     bad = curated.filter(~pl.col("status").is_in(["confirmed", "corrected", "rejected"]))
     if bad.height:
         raise ValueError(f"curated statuses must be confirmed/corrected/rejected: {bad.rows()}")
-    return curated.with_columns(pl.col("known_from").fill_null(pl.col("effective_date")))
+    return curated.with_columns(
+        pl.col("known_from").fill_null(pl.col("effective_date")), source=pl.lit("curated")
+    )
+
+
+def parse_vendor(raw: pl.DataFrame) -> pl.DataFrame:
+    """A vendor's records (text rows, `CorporateActionSource`) as reviewed rows that override.
+
+    A record applies from the day the vendor published it (``known_from``; blank means it was
+    announced by its effective date, as splits are).
+    """
+    typed = raw.select(
+        pl.col("instrument").str.strip_chars(),
+        pl.col("action").str.strip_chars(),
+        pl.col("effective_date").str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+        pl.col("ratio").str.strip_chars().cast(pl.Float64, strict=False),
+        pl.col("new_ticker").str.strip_chars().replace("", None),
+        status=pl.lit("corrected"),
+        known_from=pl.col("known_from").str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+        note=pl.format("vendor: {}", pl.col("note").fill_null("")),
+    ).with_columns(pl.col("known_from").fill_null(pl.col("effective_date")))
+    bad = typed.filter(
+        ~pl.col("action").is_in(VENDOR_ACTIONS)
+        | pl.col("effective_date").is_null()
+        | ~(pl.col("ratio") > 0).fill_null(False)
+        | ((pl.col("action") == "ticker_change") & pl.col("new_ticker").is_null())
+    )
+    if bad.height:
+        raise ValueError(f"vendor corporate actions that cannot be read: {bad.rows()}")
+    return typed.with_columns(source=pl.lit("vendor"))
+
+
+def reviewed_events(curated: pl.DataFrame, vendor: pl.DataFrame) -> pl.DataFrame:
+    """Curated review and vendor records; on the same event the curated row wins."""
+    both = pl.concat([curated, vendor.select(curated.columns)]).with_columns(family=_is_change())
+    first = both.unique(
+        ["instrument", "effective_date", "family"], keep="first", maintain_order=True
+    )
+    return first.drop("family")
 
 
 def _empty_events() -> pl.DataFrame:
@@ -111,7 +159,11 @@ def detect_ticker_changes(bars: pl.DataFrame) -> pl.DataFrame:
 
 
 def overnight_gaps(bars: pl.DataFrame) -> pl.DataFrame:
-    """Per instrument and day: prev close, gap = prev_close / open, volume after/before."""
+    """Per instrument and day: prev close, gap = prev_close / open, median volume before.
+
+    Everything here is known at the day's close: the gap from the previous close and the day's
+    open, the volume median from the ``VOLUME_WINDOW`` bars before the day.
+    """
     window = {"window_size": VOLUME_WINDOW, "min_samples": 3}
     volume = pl.when(pl.col("volume") > 0).then(pl.col("volume").cast(pl.Float64))
     return (
@@ -119,12 +171,10 @@ def overnight_gaps(bars: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             prev_close=pl.col("close").shift(1).over("instrument"),
             vol_before=volume.shift(1).rolling_median(**window).over("instrument"),
-            vol_after=volume.reverse().rolling_median(**window).reverse().over("instrument"),
         )
         .with_columns(
             gap=pl.col("prev_close") / pl.col("open"),
             close_gap=pl.col("prev_close") / pl.col("close"),
-            volume_ratio=pl.col("vol_after") / pl.col("vol_before"),
             overnight_return=pl.col("open") / pl.col("prev_close") - 1,
         )
         .filter(pl.col("prev_close").is_not_null())
@@ -136,26 +186,59 @@ def _nearest_split(gap: float, close_gap: float) -> tuple[float, float]:
     return best, min(abs(gap / best - 1), abs(close_gap / best - 1))
 
 
+def volume_confirmation(
+    days: list, volumes: list, vol_before: float | None, k: float
+) -> tuple[object, float | None]:
+    """(the first day volume confirms a k:1 event, the volume ratio then) or (None, last ratio).
+
+    ``days`` and ``volumes`` are the instrument's bars from the event day on. On each of the
+    first ``VOLUME_WINDOW`` bars, the median volume since the event day (that bar included, none
+    after it) is compared with the median before: share counts scale with splits, so a split's
+    volume rises and a reverse split's falls. The event is known on the first bar where it agrees.
+    """
+    ratio = None
+    for seen in range(1, min(len(volumes), VOLUME_WINDOW) + 1):
+        positive = [v for v in volumes[:seen] if v and v > 0]
+        if not vol_before or not positive:
+            continue
+        ratio = statistics.median(positive) / vol_before
+        if ratio > 1.2 if k > 1 else ratio < 1 / 1.2:
+            return days[seen - 1], ratio
+    return None, ratio
+
+
 def detect_price_events(gaps: pl.DataFrame) -> pl.DataFrame:
-    """Split-like gaps with volume agreeing are proposed; other extreme gaps need review."""
+    """Split-like gaps are proposed once volume agrees; other extreme gaps need review.
+
+    ``known_from`` is the day the evidence exists: the day volume confirmed a split, the event
+    day for a gap awaiting review. Nothing after a decision's day is read for it.
+    """
     candidates = gaps.filter(
         (pl.col("gap").log().abs() > math.log(1.25)) | (pl.col("overnight_return").abs() > 0.4)
     )
+    series = {
+        name: part.sort("date")
+        for (name,), part in gaps.filter(
+            pl.col("instrument").is_in(candidates["instrument"].unique().implode())
+        ).group_by("instrument")
+    }
     rows = []
     for c in candidates.iter_rows(named=True):
         k, deviation = _nearest_split(c["gap"], c["close_gap"])
-        vr = c["volume_ratio"]
-        volume_agrees = vr is not None and (vr > 1.2 if k > 1 else vr < 1 / 1.2)
+        after = series[c["instrument"]].filter(pl.col("date") >= c["date"])
+        known, vr = volume_confirmation(
+            after["date"].to_list(), after["volume"].to_list(), c["vol_before"], k
+        )
         base = {
             "instrument": c["instrument"], "ticker": c["ticker"],
             "effective_date": c["date"], "new_ticker": None, "detected_ratio": c["gap"],
-            "volume_ratio": vr, "source": "detected", "known_from": c["date"],
+            "volume_ratio": vr, "source": "detected", "known_from": known or c["date"],
         }  # fmt: skip
         evidence = f"gap {c['gap']:.4f} (close gap {c['close_gap']:.4f}), volume x{vr or 0:.2f}"
-        if deviation <= RATIO_TOLERANCE and volume_agrees:
+        if deviation <= RATIO_TOLERANCE and known is not None:
             action = "split" if k > 1 else "reverse_split"
             rows.append({**base, "action": action, "ratio": k, "status": "detected",
-                         "note": f"near {_ratio_text(k)}: {evidence}"})  # fmt: skip
+                         "note": f"near {_ratio_text(k)}: {evidence}; known {known}"})  # fmt: skip
         elif deviation <= RATIO_TOLERANCE or abs(c["overnight_return"]) > EXTREME_GAP:
             rows.append({**base, "action": "unexplained_gap", "ratio": c["gap"],
                          "status": "needs_review", "note": evidence})  # fmt: skip
@@ -181,16 +264,18 @@ def reconcile(detected: pl.DataFrame, curated: pl.DataFrame, gaps: pl.DataFrame)
         pl.col("ticker").alias("t2"),
     )
     joined = joined.join(measured, on=key, how="left")
+    # detection that has not decided yet (no volume evidence so far) is not a disagreement
+    decided = pl.col("action").is_not_null() & (pl.col("action") != "unexplained_gap")
     mismatch = joined.filter(
         pl.col("status_cur") == "confirmed",
-        pl.col("action").is_not_null(),
+        decided,
         (pl.col("action") != pl.col("action_cur"))
         | ((pl.col("ratio") / pl.col("ratio_cur") - 1).abs() > 1e-9),
     )
     if mismatch.height:
         raise ValueError(f"curated 'confirmed' rows disagree with detection: {mismatch.rows()}")
-    curated_only = pl.col("action").is_null()
-    take_curated = curated_only | pl.col("status_cur").is_in(["corrected", "rejected"])
+    take_curated = ~decided | pl.col("status_cur").is_in(["corrected", "rejected"])
+    take_curated = pl.col("status_cur").is_not_null() & take_curated
     events = joined.select(
         "instrument",
         ticker=pl.coalesce("ticker", "t2", "instrument"),
@@ -200,7 +285,7 @@ def reconcile(detected: pl.DataFrame, curated: pl.DataFrame, gaps: pl.DataFrame)
         new_ticker=pl.coalesce("new_ticker", "new_ticker_cur"),
         detected_ratio=pl.coalesce("detected_ratio", "measured"),
         volume_ratio="volume_ratio",
-        source=pl.when(take_curated).then(pl.lit("curated")).otherwise(pl.lit("detected")),
+        source=pl.when(take_curated).then("source_cur").otherwise(pl.lit("detected")),
         status=pl.coalesce("status_cur", "status"),
         known_from=pl.when(take_curated)
         .then(pl.col("known_from_cur"))
@@ -211,7 +296,7 @@ def reconcile(detected: pl.DataFrame, curated: pl.DataFrame, gaps: pl.DataFrame)
     )
     # a curated price event the bars do not show (already-adjusted data) must not be applied
     unseen = (
-        (pl.col("source") == "curated")
+        pl.col("source").is_in(REVIEW_SOURCES)
         & pl.col("status").is_in(APPLIED)
         & pl.col("action").is_in(PRICE_ACTIONS)
         & ((pl.col("detected_ratio") / pl.col("ratio")).log().abs() > math.log(1.25)).fill_null(
@@ -252,19 +337,34 @@ def _no_gaps() -> pl.DataFrame:
 
 
 def unexplained_gaps(bars: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Extreme overnight moves left after applying every known event and not reviewed as real."""
-    adjusted = adjust_bars(bars, events).rename({"open": "raw_open", "close": "raw_close"})
-    adjusted = adjusted.rename({"adj_open": "open", "adj_close": "close"})
+    """Extreme overnight moves left after applying every decided event: a wrong ratio, a jump
+    no event covers. Rows set aside (their jump undecided that day) are not judged; genuine
+    moves reviewed as such are allowed."""
+    adjusted = adjust_bars(bars, events).filter(pl.col("set_aside").is_null())
+    adjusted = adjusted.drop("open", "close").rename({"adj_open": "open", "adj_close": "close"})
     gaps = overnight_gaps(
         adjusted.select("instrument", "ticker", "date", "open", "close", "volume")
     )
-    reviewed = events.filter(pl.col("status") == "rejected").select(
-        "instrument", pl.col("effective_date").alias("date")
-    )
     extreme = gaps.filter(pl.col("overnight_return").abs() > EXTREME_GAP)
-    return extreme.join(reviewed, on=["instrument", "date"], how="anti").select(
+    return without_genuine_moves(extreme, events).select(
         "instrument", "ticker", "date", "prev_close", "open", "overnight_return"
     )
+
+
+def without_genuine_moves(extreme: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Drop the extreme moves reviewed as real (``rejected``): on the event day, or on the first
+    usable day after it when the review came later (the rows between are set aside)."""
+    reviewed = events.filter(pl.col("status") == "rejected").select(
+        "instrument",
+        pl.col("effective_date").alias("since"),
+        pl.max_horizontal("effective_date", "known_from").alias("until"),
+    )
+    covered = (
+        extreme.select("instrument", "date")
+        .join(reviewed, on="instrument")
+        .filter(pl.col("date").is_between("since", "until"))
+    )
+    return extreme.join(covered, on=["instrument", "date"], how="anti")
 
 
 def read_events(lake: LakeIO) -> pl.DataFrame:
@@ -278,16 +378,20 @@ def read_bars(lake: LakeIO) -> pl.DataFrame:
 
 
 def gaps_explained(data: CheckInput) -> tuple[bool, dict]:
-    """``data.frame`` holds the events; the bars are all of silver."""
+    """``data.frame`` holds the events; the bars are all of silver.
+
+    An event awaiting review does not fail the check: its instrument is set aside from the
+    event day (`stock_assets.pit.undecided_spans`) while every other instrument goes on.
+    """
     events = data.frame
     pending = events.filter(pl.col("status") == "needs_review")
     left = unexplained_gaps(read_bars(data.lake), events)
-    return pending.is_empty() and left.is_empty(), {
-        "needs_review": pending.height,
+    return left.is_empty(), {
         "unexplained_extreme_gaps": left.height,
         "threshold_abs_overnight_return": EXTREME_GAP,
         "sample": markdown(left.with_columns(pl.col("overnight_return").round(4))),
-        "pending": markdown(pending.select("instrument", "effective_date", "ratio", "note")),
+        "needs_review": pending.height,
+        "set_aside_instruments": markdown(undecided_spans(events).sort("since", "instrument")),
     }
 
 
@@ -297,8 +401,8 @@ CORPORATE_ACTIONS_CHECKS = CheckSuite(
     [
         Rule(
             EXPLAINED_CHECK,
-            f"every |overnight return| > {EXTREME_GAP:.0%} is an applied event or a reviewed "
-            "genuine move; nothing awaits review",
+            f"every |overnight return| > {EXTREME_GAP:.0%} on a usable row is removed by an "
+            "applied event or reviewed as genuine; undecided jumps are set aside, not failed",
             gaps_explained,
         )
     ],
@@ -311,24 +415,31 @@ CORPORATE_ACTIONS_CHECKS = CheckSuite(
     group=MARKET_GROUP,
     deps=[tables.DAILY_BARS],
     extra_metadata={"curated_table": CURATED_PATH.name},
+    resource_defs={"corporate_action_source": CorporateActionSource.from_env()},
 )
 def corporate_actions(
-    context: dg.AssetExecutionContext, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    corporate_action_source: CorporateActionSource,
 ) -> dg.MaterializeResult:
     """Rebuild the whole event table from all silver bars (a few hundred events at most)."""
     bars = read_bars(lake)
-    events = build_corporate_actions(bars, load_curated())
+    vendor = parse_vendor(corporate_action_source.records())
+    events = build_corporate_actions(bars, reviewed_events(load_curated(), vendor))
     checked = CORPORATE_ACTIONS_CHECKS.gate(CheckInput(events, lake))
     version = lake.replace_table(
         tables.CORPORATE_ACTIONS, events.with_columns(month_column("effective_date"))
     )
     counts = events.group_by("action", "status").len().sort("action", "status")
+    spans = undecided_spans(events)
     context.log.info(f"{events.height} corporate-action rows from {bars.height} bars")
     return dg.MaterializeResult(
         metadata={
             "events": events.height,
             "applied": events.filter(pl.col("status").is_in(APPLIED)).height,
             "needs_review": events.filter(pl.col("status") == "needs_review").height,
+            "vendor_records": vendor.height,
+            "set_aside_instruments": markdown(spans.sort("since", "instrument")),
             "by_action_and_status": markdown(counts),
             "events_table": markdown(
                 events.select(
@@ -336,6 +447,7 @@ def corporate_actions(
                     "ticker",
                     "action",
                     "effective_date",
+                    "known_from",
                     "ratio",
                     "detected_ratio",
                     "source",

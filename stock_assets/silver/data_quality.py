@@ -1,9 +1,10 @@
 """``silver/data_quality``: a report per data set (the bars' ``source``): measured, not fixed.
 
 The bundled sets have gaps and quirks that a model must not mistake for signal (docs/DATA.md):
-whole NYSE sessions missing, stock-days missing inside a symbol's span, implausible
-volumes, and corporate actions. This asset counts each one per data set so a person sees them in
-the asset's metadata, and keeps the summary as a small Delta table.
+whole NYSE sessions missing, stock-days missing inside a symbol's span, implausible volumes,
+corporate actions, and stock-days set aside while a price jump was undecided. This asset counts
+each one per data set so a person sees them in the asset's metadata, and keeps the summary as a
+small Delta table.
 """
 
 import dagster as dg
@@ -12,7 +13,7 @@ import polars as pl
 from stock_assets import tables
 from stock_assets.calendar import trading_days
 from stock_assets.checks import markdown
-from stock_assets.pit import APPLIED, with_instrument
+from stock_assets.pit import APPLIED, set_aside_reasons, with_instrument
 from stock_assets.resources.lake import LakeResource
 from stock_assets.silver import MARKET_GROUP
 from stock_assets.silver.corporate_actions import read_events
@@ -89,6 +90,7 @@ def quality_report(bars: pl.DataFrame, events: pl.DataFrame) -> tuple[pl.DataFra
                 "events_needing_review": mine.filter(
                     pl.col("status") == "needs_review", in_span
                 ).height,
+                "stock_days_set_aside": int(set_aside_reasons(part, events)["set_aside"].count()),
             }
         )
         gaps.append(stock_days.with_columns(dataset=pl.lit(name)))

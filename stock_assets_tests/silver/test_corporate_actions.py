@@ -10,18 +10,21 @@ from stock_assets import tables
 from stock_assets.bronze.replay import select_bars
 from stock_assets.checks import CheckInput
 from stock_assets.lake import Lake
+from stock_assets.pit import adjust_bars
 from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.sources import CorporateActionSource
 from stock_assets.silver.corporate_actions import (
     CORPORATE_ACTIONS_CHECKS,
     EXPLAINED_CHECK,
     build_corporate_actions,
     corporate_actions,
     load_curated,
-    read_bars,
+    parse_vendor,
     read_events,
+    reviewed_events,
     unexplained_gaps,
 )
-from stock_assets_tests.conftest import REAL_EVENTS, check_results, step_failures, write_silver
+from stock_assets_tests.conftest import REAL_EVENTS, check_results, write_silver
 
 FAKE_DAY = dt.date(2010, 3, 1)
 PRICES = ("open", "high", "low", "close")
@@ -93,9 +96,11 @@ def test_curated_rows_about_other_data_or_already_adjusted_bars_do_not_apply(eve
     assert msft.select("action", "status").rows() == [("split", "not_observed")]
 
 
-def test_real_data_passes_and_an_injected_fake_gap_fails_the_blocking_check(
+def test_an_undecided_gap_sets_its_instrument_aside_and_a_jump_no_event_covers_fails(
     tmp_path, sp500, events
 ):
+    """A jump awaiting review no longer stops the chain: its instrument is set aside from that
+    day. The check still fails when the bars hold a jump the event table does not account for."""
     assert unexplained_gaps(sp500, events).is_empty()
     real = Lake(str(tmp_path / "real"))
     write_silver(real, sp500)
@@ -106,18 +111,33 @@ def test_real_data_passes_and_an_injected_fake_gap_fails_the_blocking_check(
     fake = with_fake_ko_jump(sp500)
     fake_events = build_corporate_actions(fake, load_curated())
     flagged = fake_events.filter(pl.col("status") == "needs_review")
-    assert flagged.select("instrument", "effective_date").rows() == [("KO", FAKE_DAY)]
-    gaps = unexplained_gaps(fake, fake_events)
-    assert gaps.select("instrument", "date").rows() == [("KO", FAKE_DAY)]
+    assert flagged.select("instrument", "effective_date", "known_from").rows() == [
+        ("KO", FAKE_DAY, FAKE_DAY)
+    ]
+    assert unexplained_gaps(fake, fake_events).is_empty()  # set aside, not judged
+    adjusted = adjust_bars(fake, fake_events)
+    ko = adjusted.filter(pl.col("instrument") == "KO")
+    aside = ko.filter(pl.col("set_aside").is_not_null())
+    assert (
+        aside["date"].min() == FAKE_DAY
+        and aside.height == ko.filter(pl.col("date") >= FAKE_DAY).height
+    )
+    assert aside["adj_close"].null_count() == aside.height
+    assert "needs_review unexplained_gap on 2010-03-01" in aside["set_aside"][0]
+    assert adjusted.filter(pl.col("instrument") != "KO")["set_aside"].null_count() == (
+        adjusted.height - ko.height
+    )
     faked = Lake(str(tmp_path / "fake"))
     write_silver(faked, fake)
     result = audit(fake_events, faked)
-    assert not result.passed
-    assert result.metadata["needs_review"].value == 1
-    assert result.metadata["unexplained_extreme_gaps"].value == 1
+    assert result.passed and result.metadata["needs_review"].value == 1
+    assert "KO" in result.metadata["set_aside_instruments"].value
+    # the real events against the faked bars: a jump no event explains is genuinely wrong
+    stale = audit(events, faked)
+    assert not stale.passed and stale.metadata["unexplained_extreme_gaps"].value == 1
 
 
-def test_asset_writes_the_table_and_a_fake_gap_stops_it_before_the_commit(tmp_path, sp500):
+def test_asset_sets_a_fake_gap_aside_and_commits_the_other_instruments(tmp_path, sp500):
     lake = LakeResource(root=str(tmp_path / "lake"))
     write_silver(lake, sp500)
     instance = dg.DagsterInstance.ephemeral()
@@ -130,31 +150,63 @@ def test_asset_writes_the_table_and_a_fake_gap_stops_it_before_the_commit(tmp_pa
     assert table.height == 10 and set(table["month"]) >= {"2010-06", "2010-07"}
     metadata = result.asset_materializations_for_node("silver__corporate_actions")[0].metadata
     assert metadata["needs_review"].value == 0 and metadata["applied"].value == 8
+    assert metadata["vendor_records"].value == 0
     assert metadata["checked_before_commit"].value == [EXPLAINED_CHECK]
     version = lake.version(tables.CORPORATE_ACTIONS)
 
-    # a 1:1.7 jump on one real day with no event behind it
+    # a 1:1.7 jump on one real day with no event behind it: into the day and back out
     ko = sp500.filter(pl.col("ticker") == "KO", pl.col("date") == FAKE_DAY)
     bad = pl.concat([sp500.filter(pl.col("date") == FAKE_DAY, pl.col("ticker") != "KO"), ko])
     bad = bad.with_columns(
         pl.when(pl.col("ticker") == "KO").then(pl.col(c) * 1.7).otherwise(pl.col(c)) for c in PRICES
     )
     write_silver(lake, bad)
-    failed = dg.materialize(
-        audited, resources={"lake": lake}, instance=instance, raise_on_error=False
+    again = dg.materialize(audited, resources={"lake": lake}, instance=instance)
+    assert again.success  # one undecided instrument never blocks the chain
+    metadata = again.asset_materializations_for_node("silver__corporate_actions")[0].metadata
+    assert metadata["needs_review"].value == 2
+    assert "KO" in metadata["set_aside_instruments"].value
+    assert lake.version(tables.CORPORATE_ACTIONS) == version + 1
+    stored = read_events(lake)
+    pending = stored.filter(pl.col("status") == "needs_review")
+    assert set(pending["instrument"]) == {"KO"} and pending["effective_date"].min() == FAKE_DAY
+    order = ["effective_date", "instrument", "action"]
+    others = stored.filter(pl.col("instrument") != "KO").sort(order)
+    assert others.equals(table.drop("month").sort(order))
+
+
+def test_a_vendor_record_overrides_detection_from_the_day_it_was_published(tmp_path, sp500):
+    """WY's distribution from a vendor file instead of the curated table, published two sessions
+    late: applied from then on, WY set aside in between; a curated row beats the vendor's."""
+    vendor_file = tmp_path / "vendor_actions.csv"
+    vendor_file.write_text(
+        "instrument,action,effective_date,ratio,new_ticker,known_from,note\n"
+        "WY,special_distribution,2010-07-20,2.661,,2010-07-22,REIT conversion\n"
     )
-    assert not failed.success
-    (failure,) = step_failures(failed).values()
-    assert EXPLAINED_CHECK in failure.description and "nothing was written" in failure.description
-    assert failure.metadata[f"{EXPLAINED_CHECK}.needs_review"].value == 2  # into the day, back out
-    assert not failed.get_asset_check_evaluations()  # no audit of a commit that never happened
-    # write-audit-publish: readers still see the last good table
-    assert lake.version(tables.CORPORATE_ACTIONS) == version
-    assert read_events(lake).equals(table.drop("month"))
-    # the same rule, as a function, on the events the run would have written
-    would_be = build_corporate_actions(read_bars(lake), load_curated())
-    result = audit(would_be, lake)
-    assert not result.passed and result.metadata["needs_review"].value == 2
+    source = CorporateActionSource(provider="file", path=str(vendor_file))
+    vendor = parse_vendor(source.records())
+    curated = load_curated()
+    without_wy = curated.filter(pl.col("instrument") != "WY")
+    events = build_corporate_actions(sp500, reviewed_events(without_wy, vendor))
+    wy = _price_event(events, "WY", dt.date(2010, 7, 20))
+    assert (wy["source"], wy["status"], wy["ratio"]) == ("vendor", "corrected", 2.661)
+    assert wy["known_from"] == dt.date(2010, 7, 22)
+    adjusted = adjust_bars(sp500.filter(pl.col("ticker") == "WY"), events).sort("date")
+    aside = adjusted.filter(pl.col("set_aside").is_not_null())
+    assert aside["date"].to_list() == [dt.date(2010, 7, 20), dt.date(2010, 7, 21)]
+    assert "decided on 2010-07-22" in aside["set_aside"][0]
+    assert adjusted.filter(pl.col("date") >= dt.date(2010, 7, 22))["cum_factor"].min() == 2.661
+    assert unexplained_gaps(sp500, events).is_empty()
+
+    both = build_corporate_actions(sp500, reviewed_events(curated, vendor))
+    assert _price_event(both, "WY", dt.date(2010, 7, 20))["source"] == "curated"
+    assert CorporateActionSource().records().is_empty()  # off unless a file is configured
+    vendor_file.write_text(
+        "instrument,action,effective_date,ratio,new_ticker,known_from,note\n"
+        "WY,split,2010-07-20,two,,,\n"
+    )
+    with pytest.raises(ValueError, match="cannot be read"):
+        parse_vendor(source.records())
 
 
 def test_graph_wires_corporate_actions_between_silver_bars_and_adjusted_bars():
