@@ -2,9 +2,12 @@
 
 Dagster runs this after `challenger` in the same run only if the challenger's blocking checks
 passed; run on its own (from the UI), it re-reads the verdict the checks left on the registered
-version, so a failed gate cannot be promoted by hand either. A version that scored live days in
-shadow must also not have done worse there than the champion (`shadow_comparison`).
+version, so a failed gate cannot be promoted by hand either. A version that scored enough live
+days in shadow, with outcomes known before the decision, must also have beaten the champion
+there (`shadow_comparison.live_verdict`).
 """
+
+import datetime as dt
 
 import dagster as dg
 
@@ -12,8 +15,19 @@ from stock_assets.models.challenger import CHALLENGER_KEY, MODELS_GROUP, model_m
 from stock_assets.models.shadow_comparison import live_verdict, shadow_results
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.mlflow import CHAMPION, MlflowResource
+from stock_assets.resources.sources import today_utc
 
 CHAMPION_KEY = dg.AssetKey(["models", "champion"])
+
+
+class PromotionConfig(dg.Config):
+    """``decision_date`` (YYYY-MM-DD, default today): shadow outcomes count only when their
+    label was known before it; set it to replay a past decision."""
+
+    decision_date: str = ""
+
+    def decision(self) -> dt.date:
+        return dt.date.fromisoformat(self.decision_date) if self.decision_date else today_utc()
 
 
 @dg.asset(
@@ -24,7 +38,10 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     kinds={"mlflow"},
 )
 def champion(
-    context: dg.AssetExecutionContext, lake: LakeResource, mlflow_registry: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    lake: LakeResource,
+    mlflow_registry: MlflowResource,
 ):
     """Alias the month's challenger ``champion`` and record from which month it serves."""
     month = context.partition_time_window.start.strftime("%Y-%m")
@@ -37,7 +54,8 @@ def champion(
             f"version {candidate.version} for {month} failed its gate "
             f"({candidate.tags.get('gate', 'not evaluated')}): the champion stays"
         )
-    live_ok, live = live_verdict(shadow_results(lake), str(candidate.version))
+    decision = config.decision()
+    live_ok, live = live_verdict(shadow_results(lake, decision), str(candidate.version))
     if not live_ok:
         raise dg.Failure(f"version {candidate.version} for {month}: {live}; the champion stays")
     previous = mlflow_registry.version_for(CHAMPION)
@@ -56,5 +74,6 @@ def champion(
             "champion_from": month,
             "mlflow_run_id": candidate.run_id,
             "shadow_evidence": live,
+            "decision_date": decision.isoformat(),
         }
     )

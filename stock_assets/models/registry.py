@@ -7,6 +7,7 @@ Dagster resource (``stock_assets.resources.mlflow``) is the typed one, as with t
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,6 +113,19 @@ class RegistryIO:
         if not eligible:
             return None
         return max(eligible, key=lambda v: (v.tags[tag], int(v.version)))
+
+    def versions_tagged(self, **tags: str) -> list[ModelVersion]:
+        """Registered versions carrying every ``tags`` value, oldest first."""
+        found = [v for v in self.versions() if all(v.tags.get(k) == t for k, t in tags.items())]
+        return sorted(found, key=lambda v: int(v.version))
+
+    def data_cut(self, version: ModelVersion) -> dt.date:
+        """The last session whose row a version learnt from or was gated on: its ``data_cut``
+        tag, or, for versions from before the gate slice existed, its validation end."""
+        if "data_cut" in version.tags:
+            return dt.date.fromisoformat(version.tags["data_cut"])
+        params = self.client().get_run(version.run_id).data.params
+        return dt.date.fromisoformat(params["validation_end"])
 
     def _ensure_local_dirs(self) -> None:
         for uri in (self.tracking_uri, self.registry):

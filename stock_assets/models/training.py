@@ -1,65 +1,140 @@
-"""One monthly refit: the fold that ends where a month begins, trained and conformalized.
+"""One monthly refit: the fold that ends where a month begins, trained, gated and conformalized.
 
-The month's model may only know what was known before its first session: features dated before
-it, and labels whose target session closed before the validation slice (train) or before the
-month (validation). Labels are built here from the adjusted bars, in memory, and dropped.
+The month's model may only know what was known before its first session (the decision): its
+data cut is the last session whose h-session label is known by then. Before the month the
+sessions are laid out ``train -> gap -> validation -> gap -> gate -> gap -> month``
+(`walk_forward.fold_before`), each gap at least the horizon:
+
+- ``train``: the rows LightGBM fits;
+- ``validation``: the early-stopping rows (they choose the round count: in sample);
+- ``gate``: held out from both; the promotion gate and the conformal calibration read only
+  these rows, so a model is never judged, and its intervals never sized, on rows it was fitted
+  or stopped on.
+
+Labels are built here from the adjusted bars, in memory, and dropped. `MonthlyInputs.digest`
+identifies what a refit would learn from (the rows of every slice and the settings), so a refit
+whose cut and inputs did not change is recognised before it trains.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
 from stock_assets.models import conformal
-from stock_assets.models.evaluation import ic_report
 from stock_assets.models.labels import forward_returns, labelled_universe
 from stock_assets.models.walk_forward import (
     Fold,
     LightGBMConfig,
     SplitConfig,
     TrainedFold,
-    predict,
+    fold_before,
     train_labelled,
     training_rows,
 )
+
+# the layout that ships (the asset's defaults, and what the evaluation bench evaluates):
+# 1-session labels, monthly refits, 20 early-stopping and 20 gate/calibration sessions
+SHIPPED_SPLIT = SplitConfig(
+    horizon=1,
+    min_train_sessions=100,
+    validation_sessions=20,
+    refit_every="monthly",
+    gate_sessions=20,
+)
+
+
+@dataclass
+class MonthlyInputs:
+    """What a month's refit learns from, before training: its fold, rows and their digest."""
+
+    fold: Fold
+    labelled: pl.DataFrame  # every labelled member row before the month
+    digest: str
+
+    @property
+    def data_cut(self) -> dt.date:
+        """The last session whose row (and label) the refit uses: the gate slice's end."""
+        return self.fold.gate_end or self.fold.validation_end
 
 
 @dataclass
 class MonthlyModel:
     trained: TrainedFold
-    calibration: conformal.ConformalModel
-    validation: pl.DataFrame  # the labelled validation rows (for comparing with the champion)
+    conformal: conformal.ConformalModel
+    calibration: pl.DataFrame  # the gate/calibration rows: labelled, never fitted or stopped on
+    inputs: MonthlyInputs
+
+    def slice_dates(self) -> dict[str, str]:
+        """Every slice's first and last session (MLflow tags, Dagster metadata)."""
+        fold = self.trained.fold
+        return {
+            "train_dates": f"{fold.train_start}..{fold.train_end}",
+            "early_stopping_dates": f"{fold.validation_start}..{fold.validation_end}",
+            "calibration_dates": f"{fold.gate_start}..{fold.gate_end}",
+            "data_cut": self.inputs.data_cut.isoformat(),
+        }
 
 
 def fold_for_month(
     sessions: list[dt.date], month_start: dt.date, month_end: dt.date, split: SplitConfig
 ) -> Fold:
-    """train -> gap -> validation -> gap -> the month, over the feature sessions before it."""
+    """The month's fold over the feature sessions before it (`walk_forward.fold_before`)."""
+    if not split.gate_sessions:
+        raise ValueError("a refit needs a gate slice (gate_sessions > 0) to be judged on")
     before = sorted(d for d in set(sessions) if d < month_start)
-    gap, validation = split.gap_sessions, split.validation_sessions
-    validation_end = len(before) - 1 - gap
-    validation_start = validation_end - validation + 1
-    train_end = validation_start - gap - 1
-    train_start = 0
-    if split.window == "rolling" and split.rolling_sessions:
-        train_start = max(0, train_end - split.rolling_sessions + 1)
-    if train_end - train_start + 1 < split.min_train_sessions:
+    fold = fold_before(before, month_start, month_end, split)
+    if fold is None:
         raise ValueError(
             f"{len(before)} feature sessions before {month_start}: a refit needs at least "
-            f"{split.min_train_sessions} to train plus {validation} to validate and two gaps of "
-            f"{gap}"
+            f"{split.sessions_before_test} ({split.min_train_sessions} to train, "
+            f"{split.validation_sessions} to early-stop, {split.gate_sessions} to gate and "
+            f"three gaps of {split.gap_sessions})"
         )
-    return Fold(
-        0,
-        before[train_start],
-        before[train_end],
-        before[validation_start],
-        before[validation_end],
-        month_start,
-        month_end,
-    )
+    return fold
+
+
+def rows_digest(rows: pl.DataFrame) -> str:
+    """sha256 of a frame's content, independent of row order (rows sorted first)."""
+    ordered = rows.sort("date", "instrument").select(sorted(rows.columns))
+    digest = hashlib.sha256(json.dumps(ordered.schema, default=str).encode())
+    digest.update(ordered.hash_rows(seed=0).to_numpy().tobytes())
+    digest.update(pl.__version__.encode())  # the row hash is stable within a polars version
+    return digest.hexdigest()
+
+
+def prepare_month(
+    features: pl.DataFrame,
+    bars: pl.DataFrame,
+    month_start: dt.date,
+    month_end: dt.date,
+    split: SplitConfig,
+    settings: dict,
+) -> MonthlyInputs:
+    """Fold and labelled rows of the month's refit, and the digest of everything it would use
+    (the rows of its three slices, the split and ``settings``)."""
+    features = features.filter(pl.col("date") < month_start)
+    bars = bars.filter(pl.col("date") < month_start)
+    fold = fold_for_month(features["date"].unique().to_list(), month_start, month_end, split)
+    labelled = labelled_universe(features, forward_returns(bars, split.horizon))
+    used = pl.concat([training_rows(labelled, fold, p) for p in ("train", "validation", "gate")])
+    digest = hashlib.sha256(rows_digest(used).encode())
+    digest.update(json.dumps({"split": asdict(split), **settings}, sort_keys=True).encode())
+    return MonthlyInputs(fold, labelled, digest.hexdigest())
+
+
+def train_prepared(
+    inputs: MonthlyInputs, config: LightGBMConfig, confidence_level: float
+) -> MonthlyModel:
+    """Fit on train, early-stop on validation, calibrate intervals on the gate slice."""
+    trained = train_labelled(inputs.labelled, inputs.fold, config)
+    calibration = training_rows(inputs.labelled, inputs.fold, "gate")
+    model = conformal.calibrate(trained.booster, calibration, confidence_level)
+    return MonthlyModel(trained, model, calibration, inputs)
 
 
 def train_month(
@@ -71,18 +146,7 @@ def train_month(
     config: LightGBMConfig,
     confidence_level: float,
 ) -> MonthlyModel:
-    """Train on what was known before ``month_start``; calibrate intervals on validation."""
-    features = features.filter(pl.col("date") < month_start)
-    bars = bars.filter(pl.col("date") < month_start)
-    fold = fold_for_month(features["date"].unique().to_list(), month_start, month_end, split)
-    labelled = labelled_universe(features, forward_returns(bars, split.horizon))
-    trained = train_labelled(labelled, fold, config)
-    validation = training_rows(labelled, fold, "validation")
-    calibration = conformal.calibrate(trained.booster, validation, confidence_level)
-    return MonthlyModel(trained, calibration, validation)
-
-
-def rank_ic_on(booster, rows: pl.DataFrame) -> float:
-    """Mean daily rank IC of ``booster`` on labelled ``rows`` (the comparison the gate uses)."""
-    scored = rows.join(predict(booster, rows), on=["instrument", "ticker", "date"])
-    return ic_report(scored)["rank_ic"].mean
+    """Train on what was known before ``month_start`` (`prepare_month`, `train_prepared`)."""
+    settings = {"lightgbm": asdict(config), "confidence_level": confidence_level}
+    inputs = prepare_month(features, bars, month_start, month_end, split, settings)
+    return train_prepared(inputs, config, confidence_level)

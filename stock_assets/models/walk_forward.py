@@ -1,10 +1,13 @@
 """Walk-forward folds and LightGBM training that cannot see past its own cutoff.
 
-A fold is train -> gap -> validation -> gap -> test over the ordered sessions that have
-features. Each gap is at least the label horizon, because a row's label is only known h
-sessions after its date (`labels.forward_returns`): with the gap, every training label is known
-before the first validation session, and every validation label (which early stopping reads)
-before the first test session. `train_fold` filters on ``label_known_on`` as well, so a fold
+A fold is train -> gap -> validation -> gap -> [gate -> gap ->] test over the ordered sessions
+that have features. ``validation`` is the early-stopping slice: the booster's round count is
+chosen on it, so it is in sample for the model. ``gate`` (when the split has one) is a held-out
+slice nobody fitted or stopped on: promotion gates and conformal calibration read it, never the
+validation slice. Each gap is at least the label horizon, because a row's label is only known h
+sessions after its date (`labels.forward_returns`) and neighbouring labels share h-1 sessions of
+returns: with the gap, every label of a slice is known before the next slice starts, and no
+two slices' labels share a return. `train_fold` filters on ``label_known_on`` as well, so a fold
 built by hand without a gap still cannot learn from a label it would not have had.
 
 Test slices follow each other without overlap (one per refit), so the folds' test predictions
@@ -45,9 +48,10 @@ class SplitConfig:
 
     ``refit_every``: sessions between refits, or "monthly" (a refit before each calendar
     month's first session); each fold's test slice runs until the next refit. ``gap``: sessions
-    left out between train and validation and between validation and test (default and minimum:
-    ``horizon``). ``window``: "expanding" keeps the first session, "rolling" keeps the last
-    ``rolling_sessions`` of training.
+    left out between consecutive slices (default and minimum: ``horizon``). ``gate_sessions``:
+    length of the held-out gate/calibration slice between validation and test (0: none, the
+    layout research folds use). ``window``: "expanding" keeps the first session, "rolling"
+    keeps the last ``rolling_sessions`` of training.
     """
 
     horizon: int = 5
@@ -57,6 +61,7 @@ class SplitConfig:
     gap: int | None = None
     window: Literal["expanding", "rolling"] = "expanding"
     rolling_sessions: int | None = None
+    gate_sessions: int = 0
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.validation_sessions < 1 or self.min_train_sessions < 1:
@@ -67,15 +72,26 @@ class SplitConfig:
             raise ValueError("refit_every must be a positive number of sessions or 'monthly'")
         if self.window == "rolling" and (self.rolling_sessions or 0) < self.min_train_sessions:
             raise ValueError("a rolling window needs rolling_sessions >= min_train_sessions")
+        if self.gate_sessions < 0:
+            raise ValueError("gate_sessions must be 0 (no gate slice) or positive")
 
     @property
     def gap_sessions(self) -> int:
         return self.horizon if self.gap is None else self.gap
 
+    @property
+    def sessions_before_test(self) -> int:
+        """Sessions a fold needs before its test slice: every slice and the gaps after each."""
+        gate = self.gate_sessions + self.gap_sessions if self.gate_sessions else 0
+        return self.min_train_sessions + self.validation_sessions + 2 * self.gap_sessions + gate
+
+
+Part = Literal["train", "validation", "gate", "test"]
+
 
 @dataclass(frozen=True)
 class Fold:
-    """Inclusive session bounds of one walk-forward step."""
+    """Inclusive session bounds of one walk-forward step (``gate_*`` None: no gate slice)."""
 
     number: int
     train_start: dt.date
@@ -84,17 +100,31 @@ class Fold:
     validation_end: dt.date
     test_start: dt.date
     test_end: dt.date
+    gate_start: dt.date | None = None
+    gate_end: dt.date | None = None
 
-    def bounds(self, part: Literal["train", "validation", "test"]) -> tuple[dt.date, dt.date]:
+    def bounds(self, part: Part) -> tuple[dt.date, dt.date]:
+        if part == "gate" and self.gate_start is None:
+            raise ValueError(f"fold {self.number} has no gate slice")
         return getattr(self, f"{part}_start"), getattr(self, f"{part}_end")
 
-    def rows(self, frame: pl.DataFrame, part: Literal["train", "validation", "test"]):
+    def next_start(self, part: Part) -> dt.date:
+        """First session of the slice after ``part``: its labels must be known before it."""
+        following = {"train": self.validation_start, "gate": self.test_start}
+        following["validation"] = self.gate_start or self.test_start
+        return following[part]
+
+    def rows(self, frame: pl.DataFrame, part: Part):
         """The rows of ``frame`` dated inside ``part`` (no label rule: see `train_fold`)."""
         return frame.filter(pl.col("date").is_between(*self.bounds(part)))
 
     def as_dict(self) -> dict[str, str | int]:
-        """Flat and printable (MLflow params, Dagster metadata)."""
-        return {k: v if isinstance(v, int) else v.isoformat() for k, v in asdict(self).items()}
+        """Flat and printable (MLflow params, Dagster metadata); no gate slice, no gate keys."""
+        return {
+            k: v if isinstance(v, int) else v.isoformat()
+            for k, v in asdict(self).items()
+            if v is not None
+        }
 
 
 def _refit_positions(sessions: Sequence[dt.date], first: int, every: int | str) -> list[int]:
@@ -109,39 +139,59 @@ def _refit_positions(sessions: Sequence[dt.date], first: int, every: int | str) 
     return list(range(first, len(sessions), int(every)))
 
 
-def walk_forward_folds(sessions: Sequence[dt.date], config: SplitConfig) -> list[Fold]:
-    """Folds over ``sessions`` (sorted, unique: the sessions that have features).
+def fold_before(
+    sessions: Sequence[dt.date],
+    test_start: dt.date,
+    test_end: dt.date,
+    config: SplitConfig,
+    number: int = 0,
+) -> Fold | None:
+    """The fold whose test slice is ``test_start..test_end``, laid out backwards over the
+    ``sessions`` before ``test_start``: [gap, gate,] gap, validation, gap, train. None when
+    fewer sessions than the training minimum are left.
 
     Gaps count positions in ``sessions``; a session missing from the list (no data that day)
     only widens the gap in calendar sessions, so the label rule holds either way.
     """
+    before = [d for d in sessions if d < test_start]
+    gap = config.gap_sessions
+    end = len(before) - 1 - gap  # the last session of the slice just before the test slice
+    gate = None
+    if config.gate_sessions:
+        gate = (end - config.gate_sessions + 1, end)
+        end = gate[0] - gap - 1
+    validation_start = end - config.validation_sessions + 1
+    train_end = validation_start - gap - 1
+    train_start = 0
+    if config.window == "rolling":
+        train_start = max(0, train_end - int(config.rolling_sessions or 0) + 1)
+    if train_end - train_start + 1 < config.min_train_sessions:
+        return None
+    gate_bounds = (before[gate[0]], before[gate[1]]) if gate else (None, None)
+    return Fold(
+        number,
+        before[train_start],
+        before[train_end],
+        before[validation_start],
+        before[end],
+        test_start,
+        test_end,
+        *gate_bounds,
+    )
+
+
+def walk_forward_folds(sessions: Sequence[dt.date], config: SplitConfig) -> list[Fold]:
+    """Folds over ``sessions`` (sorted, unique: the sessions that have features)."""
     sessions = list(sessions)
     if sessions != sorted(set(sessions)):
         raise ValueError("sessions must be sorted and unique")
-    gap, validation = config.gap_sessions, config.validation_sessions
-    first_test = config.min_train_sessions + gap + validation + gap
-    starts = _refit_positions(sessions, first_test, config.refit_every)
+    starts = _refit_positions(sessions, config.sessions_before_test, config.refit_every)
     folds = []
     for number, test_start in enumerate(starts):
         test_end = starts[number + 1] - 1 if number + 1 < len(starts) else len(sessions) - 1
-        validation_start = test_start - gap - validation
-        train_end = validation_start - gap - 1
-        train_start = 0
-        if config.window == "rolling":
-            train_start = max(0, train_end - int(config.rolling_sessions or 0) + 1)
-        if train_end - train_start + 1 < config.min_train_sessions:
-            continue
-        folds.append(
-            Fold(
-                len(folds),
-                sessions[train_start],
-                sessions[train_end],
-                sessions[validation_start],
-                sessions[test_start - gap - 1],
-                sessions[test_start],
-                sessions[test_end],
-            )
-        )
+        fold = fold_before(sessions, sessions[test_start], sessions[test_end], config, len(folds))
+        if fold is not None:
+            folds.append(fold)
     return folds
 
 
@@ -207,11 +257,10 @@ class TrainedFold:
 
 
 def training_rows(
-    labelled: pl.DataFrame, fold: Fold, part: Literal["train", "validation"]
+    labelled: pl.DataFrame, fold: Fold, part: Literal["train", "validation", "gate"]
 ) -> pl.DataFrame:
     """Labelled rows of ``part`` whose label is known before the next slice starts."""
-    next_start = fold.validation_start if part == "train" else fold.test_start
-    return fold.rows(labelled, part).filter(pl.col("label_known_on") < next_start)
+    return fold.rows(labelled, part).filter(pl.col("label_known_on") < fold.next_start(part))
 
 
 def train_fold(
