@@ -61,13 +61,14 @@ def train_ours(data: SetData, config: LightGBMConfig, clock: Clock) -> Ours:
 
 
 def conformal_coverage(trained: list[TrainedFold], labelled: pl.DataFrame) -> dict:
-    """Split-conformal intervals calibrated on each fold's validation slice, their coverage
+    """Split-conformal intervals calibrated on each fold's gate slice, their coverage
     measured on its test slice, pooled over folds by rows."""
     inside = width = rows = 0.0
     fold_coverage = []
     for t in trained:
+        held_out = "gate" if t.fold.gate_start else "validation"  # never the stopping rows
         model = calibrate(
-            t.booster, training_rows(labelled, t.fold, "validation"), CONFIDENCE,
+            t.booster, training_rows(labelled, t.fold, held_out), CONFIDENCE,
             num_iteration=t.best_iteration,
         )  # fmt: skip
         test = t.fold.rows(labelled, "test")

@@ -16,6 +16,7 @@ from model_eval_clock import Clock
 from stock_assets.bronze.replay import select_bars
 from stock_assets.gold.assemble import Context, assemble
 from stock_assets.models.labels import Normalisation, forward_returns, labelled_universe
+from stock_assets.models.training import SHIPPED_SPLIT
 from stock_assets.models.walk_forward import Fold, SplitConfig, walk_forward_folds
 from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.sources import (
@@ -63,7 +64,7 @@ class Plan:
         return 20 if self.cross_sectional else 252
 
 
-YEAR_SPLIT = SplitConfig(horizon=5, min_train_sessions=100, validation_sessions=20, refit_every=20)
+YEAR_SPLIT = SHIPPED_SPLIT  # the layout the challenger asset ships, from its one definition
 # 33-year sets: refit yearly on the last five years (3 at least), validate on the next half year
 LONG_SPLIT = SplitConfig(
     horizon=5,
