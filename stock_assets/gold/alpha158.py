@@ -67,8 +67,19 @@ def _sum(x: pl.Expr, d: int) -> pl.Expr:
     return x.fill_null(0.0).rolling_sum(d, weights=[1.0] * d)
 
 
+def _over(x: pl.Expr, d: float) -> pl.Expr:
+    """``x / d`` for a constant ``d``, as one multiplication by ``1 / d``.
+
+    Polars divides a column by a literal sometimes as a true division and sometimes as a
+    multiplication by the reciprocal, depending on how the work was split into chunks (with
+    more than one thread, on the row count): the two differ in the last bit, so a day's value
+    moved when rows after it were dropped. A multiplication is exact-rounded on every path.
+    """
+    return x * (1.0 / d)
+
+
 def _mean(x: pl.Expr, d: int) -> pl.Expr:
-    return _sum(x, d) / d
+    return _over(_sum(x, d), d)
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ def _fit(x: pl.Expr, d: int) -> tuple[pl.Expr, pl.Expr, float]:
 
 def _slope(x: pl.Expr, d: int) -> pl.Expr:
     _, sxy, sxx = _fit(x, d)
-    return sxy / sxx
+    return _over(sxy, sxx)
 
 
 def _rsquare(x: pl.Expr, d: int, run: Running) -> pl.Expr:
@@ -120,7 +131,7 @@ def _rsquare(x: pl.Expr, d: int, run: Running) -> pl.Expr:
 def _resi(x: pl.Expr, d: int) -> pl.Expr:
     """Today's residual from the fit: x - (intercept + slope * d)."""
     mean, sxy, sxx = _fit(x, d)
-    return x - mean - sxy / sxx * (d - 1) / 2
+    return x - mean - _over(sxy, sxx) * ((d - 1) / 2)
 
 
 @cache  # one function object per (stat, d), so the query plan can share repeated uses
@@ -213,9 +224,9 @@ ROLLING: dict[str, tuple[frozenset[str], int, Callable[[int, Running], pl.Expr]]
     "QTLD": (F({"close"}), 0, lambda d, r: CLOSE.rolling_quantile(0.2, "linear", d) / CLOSE),
     "RANK": (F({"close"}), 0, lambda d, r: _rank(CLOSE, d)),
     "RSV": (F({"high", "low", "close"}), 0, lambda d, r: _rsv(d)),
-    "IMAX": (F({"high"}), 0, lambda d, r: _idxmax(HIGH, d) / d),
-    "IMIN": (F({"low"}), 0, lambda d, r: _idxmin(LOW, d) / d),
-    "IMXD": (F({"high", "low"}), 0, lambda d, r: (_idxmax(HIGH, d) - _idxmin(LOW, d)) / d),
+    "IMAX": (F({"high"}), 0, lambda d, r: _over(_idxmax(HIGH, d), d)),
+    "IMIN": (F({"low"}), 0, lambda d, r: _over(_idxmin(LOW, d), d)),
+    "IMXD": (F({"high", "low"}), 0, lambda d, r: _over(_idxmax(HIGH, d) - _idxmin(LOW, d), d)),
     "CORR": (F({"close", "volume"}), 0, lambda d, r: r.corr(CLOSE, LOG_VOLUME, d)),
     "CORD": (F({"close", "volume"}), 1, lambda d, r: r.corr(RET, LOG_VOLUME_RATIO, d)),
     "CNTP": (F({"close"}), 1, lambda d, r: _count_share(1, d)),

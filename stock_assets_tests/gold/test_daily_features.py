@@ -193,3 +193,25 @@ def test_the_nightly_batch_path_recomputes_the_trailing_sessions():
     node = defs.resolve_asset_graph().get(dg.AssetKey(tables.GOLD_DAILY_FEATURES.key_path))
     sessions = node.partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     assert len(sessions) == NIGHTLY_FEATURE_SESSIONS
+
+
+@pytest.mark.parametrize("t", [dt.date(2010, 2, 10), dt.date(2010, 5, 14)])
+def test_features_up_to_t_are_bit_identical_when_every_row_after_t_is_removed(
+    adjusted, context_sources, t
+):
+    """Removing rows (not only changing values) changes how polars splits its work; a day's
+    features must not move in the last bit (alpha158._over: no literal division)."""
+    full = assemble(adjusted, FIRST, LAST, make_context(context_sources, FIRST, LAST, adjusted))
+    known = adjusted.filter(pl.col("date") <= t)
+    macro, earnings, intervals, sentiment = context_sources
+    cut_sources = (
+        macro.filter(pl.col("known_from") <= t),
+        earnings.filter(pl.col("earnings_date") <= t + dt.timedelta(days=ANNOUNCE_DAYS)),
+        intervals.filter(pl.col("member_from") <= t),
+        sentiment.filter(pl.col("known_from") <= t),
+    )
+    cut = assemble(known, FIRST, t, make_context(cut_sources, FIRST, t, known))
+    assert known.height < adjusted.height and cut.height < full.height
+    key = ["date", "instrument"]
+    before = full.filter(pl.col("date") <= t).sort(key)
+    assert_frame_equal(before, cut.sort(key), check_exact=True)
