@@ -80,15 +80,11 @@ def undecided_spans(events: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit(None, pl.Date))
         .otherwise(pl.col("known_from"))
     )
+    # only what was known on the row's own day: the jump itself, not how it was later decided
     reason = pl.format(
-        "{} {} on {} (gap {}): {}",
-        pl.col("status"),
-        pl.col("action"),
+        "price jump on {} (prev close / open {}) undecided: awaits review or volume evidence",
         pl.col("effective_date"),
-        pl.col("detected_ratio").round(4),
-        pl.when(pl.col("until").is_null())
-        .then(pl.lit("awaits review"))
-        .otherwise(pl.format("decided on {}", pl.col("until"))),
+        pl.col("detected_ratio").round(4).cast(pl.String).fill_null("unknown"),
     )
     return jumps.filter(
         pl.col("until").is_null() | (pl.col("until") > pl.col("effective_date"))
