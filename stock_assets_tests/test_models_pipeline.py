@@ -20,11 +20,18 @@ from stock_assets.gold.backtest import backtest
 from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
 from stock_assets.gold.signals import signals
-from stock_assets.models.challenger import NOT_WORSE, RANK_IC_FLOOR, challenger
+from stock_assets.models.challenger import BEATS_CHAMPION, RANK_IC_FLOOR, challenger
 from stock_assets.models.champion import champion
 from stock_assets.models.drift import DRIFT_KEY, SHIFTED, drift, psi
 from stock_assets.models.first_champion import months_to_refit
-from stock_assets.models.shadow_comparison import live_verdict, shadow_comparison, shadow_results
+from stock_assets.models.gate import MIN_T
+from stock_assets.models.labels import sessions_after
+from stock_assets.models.shadow_comparison import (
+    compare,
+    live_verdict,
+    shadow_comparison,
+    shadow_results,
+)
 from stock_assets.partitions import range_tags
 from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.lake import LakeResource
@@ -35,7 +42,8 @@ from stock_assets.silver.index_membership import parse_intervals
 from stock_assets_tests.conftest import FIRST, LAST
 
 JUNE, JULY = "2010-06-01", "2010-07-01"
-PERMISSIVE = {"min_validation_rank_ic": -1.0}  # mechanics here; the gate is tested on its own
+# mechanics here; the gate's rule is tested on its own (models/test_gate.py)
+PERMISSIVE = {"min_validation_rank_ic": -1.0, "min_paired_t": -100.0}
 
 
 def refit(month: str, resources: dict, training: dict | None = None):
@@ -83,8 +91,8 @@ def stack(tmp_path_factory, adjusted):
 def test_a_refit_is_logged_registered_and_promoted_with_its_lineage(stack):
     lake, registry, _, june = stack
     checks = {c.check_name: c for c in june.get_asset_check_evaluations()}
-    assert checks[RANK_IC_FLOOR].passed and checks[NOT_WORSE].passed
-    assert checks[NOT_WORSE].metadata["champion_version"].value == "none yet"
+    assert checks[RANK_IC_FLOOR].passed and checks[BEATS_CHAMPION].passed
+    assert checks[BEATS_CHAMPION].metadata["champion_version"].value == "none yet"
     version = registry.version_for(CHAMPION)
     assert version == registry.version_for(CHALLENGER) == "1"
     model = registry.client().get_model_version(registry.model_name, version)
@@ -97,7 +105,19 @@ def test_a_refit_is_logged_registered_and_promoted_with_its_lineage(stack):
     # the fold ends before June with a gap of the horizon: no label known after May
     assert run.data.params["test_start"] == "2010-06-01"
     assert run.data.params["validation_end"] < "2010-05-28"
-    assert "validation_rank_ic_mean" in run.data.metrics
+    assert "validation_rank_ic_mean" in run.data.metrics and "gate_rank_ic_mean" in run.data.metrics
+    # the intervals' calibration rows are the gate slice, after the early-stopping one
+    stopping_end = dt.date.fromisoformat(model.tags["early_stopping_dates"].split("..")[1])
+    calibration = [dt.date.fromisoformat(d) for d in model.tags["calibration_dates"].split("..")]
+    assert (
+        stopping_end
+        < calibration[0]
+        <= calibration[1]
+        == dt.date.fromisoformat(model.tags["data_cut"])
+        < dt.date(2010, 5, 28)
+    )
+    assert run.data.params["gate_start"] == str(calibration[0])
+    assert int(model.tags["calibration_rows"]) > 5000
     features = registry.client().download_artifacts(model.run_id, "features.json")
     assert "rsi_14" in json.loads(Path(features).read_text())["features"]
 
@@ -182,7 +202,34 @@ def test_a_failed_gate_keeps_the_champion_and_months_keep_their_own_model(stack)
     assert (pair["challenger_version"], pair["champion_version"]) == ("2", "1")
     assert pair["shared_days"] == 21  # every July session: its next session is in the lake
     allowed, why = live_verdict(shadow_results(lake), "2")
-    assert allowed is (pair["challenger_rank_ic"] >= pair["champion_rank_ic"]), why
+    assert allowed is (pair["difference_nw_t_stat"] >= MIN_T), why  # evidence, not "not lower"
+
+    # a decision inside July reads only outcomes known before it
+    decision = dt.date(2010, 7, 20)
+    as_of = shadow_results(lake, decision)
+    july_days = shadow.filter(pl.col("date") < decision)["date"].unique().to_list()
+    known = [d for d, on in sessions_after(july_days, 1).items() if on < decision]
+    assert as_of["shared_days"].to_list() == [len(known)] == [11]  # 07-01..07-16
+    assert as_of["last_day"].to_list() == ["2010-07-16"]
+    # with every prediction and bar at or after the decision removed, or perturbed: the same
+    stored = lake.read(tables.GOLD_PREDICTIONS)
+    bars = lake.read(tables.ADJUSTED_DAILY_BARS)
+    before = pl.col("date") < decision
+    assert compare(stored.filter(before), bars.filter(before), decision).equals(as_of)
+    noisy = bars.with_columns(
+        adj_close=pl.when(before).then(pl.col("adj_close")).otherwise(pl.col("adj_close") * 1.5)
+    )
+    assert compare(stored, noisy, decision).equals(as_of)
+    assert not compare(stored, noisy, LAST).equals(compare(stored, bars, LAST))  # can fail
+
+    # the default rule judged July out of sample: on the gate days June's champion never saw
+    verdict = {k: v.value for k, v in checks[BEATS_CHAMPION].metadata.items()}
+    june_cut = dt.date.fromisoformat(
+        registry.client().get_model_version(registry.model_name, "1").tags["data_cut"]
+    )
+    assert verdict["first_day"] >= str(sessions_after([june_cut], 1)[june_cut])
+    assert verdict["days"] >= 15 and verdict["lags"] >= 1
+    assert checks[BEATS_CHAMPION].passed is (verdict["t_stat"] >= MIN_T), verdict
 
     assert refit(JULY, resources).success  # version 3 passes and becomes champion from July
     assert registry.version_for(CHAMPION) == "3"
@@ -214,6 +261,24 @@ def test_backtest_scores_known_outcomes_and_its_metrics_are_empyricals(stack):
     assert metadata["long_short_max_drawdown"].value == pytest.approx(
         empyrical.max_drawdown(returns), abs=1e-6
     )
+
+
+def test_a_refit_with_the_same_cut_and_inputs_registers_no_new_version(stack):
+    """What a drift request for a month already refit used to do: train the same rows again
+    and register the same model as a new version. Now it reports the version that has them."""
+    _, registry, resources, june = stack
+    before = {str(v.version) for v in registry.versions()}
+    again = refit(JUNE, resources)
+    assert again.success
+    (materialization,) = again.asset_materializations_for_node("models__challenger")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["refit_skipped"] is True and metadata["model_version"] == "1"
+    assert "unchanged" in metadata["reason"]
+    assert {str(v.version) for v in registry.versions()} == before
+    checks = {c.check_name: c for c in again.get_asset_check_evaluations()}
+    assert checks[RANK_IC_FLOOR].passed and checks[BEATS_CHAMPION].passed  # version 1's verdict
+    assert checks[RANK_IC_FLOOR].metadata["reused_verdict_of_version"].value == "1"
+    assert registry.version_for(CHAMPION) in before  # the champion did not move to a twin
 
 
 def test_make_run_refits_the_latest_months_with_a_broad_universe(stack):
