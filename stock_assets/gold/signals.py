@@ -22,7 +22,7 @@ from stock_assets import tables
 from stock_assets.models.challenger import MODELS_GROUP
 from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.lake import LakeResource
-from stock_assets.table_assets import table_asset
+from stock_assets.table_assets import table_asset, table_key
 
 
 def _from_env(name: str, default: str, kind: type):
@@ -124,7 +124,10 @@ def rank_signals(
 @table_asset(
     tables.GOLD_SIGNALS,
     group=MODELS_GROUP,
-    deps=[tables.GOLD_PREDICTIONS, tables.UNIVERSE],
+    deps=[  # membership is monthly: the session's month is read, every month may matter
+        tables.GOLD_PREDICTIONS,
+        dg.AssetDep(table_key(tables.UNIVERSE), partition_mapping=dg.AllPartitionMapping()),
+    ],
     partitions_def=trading_day_partitions(),
 )
 def signals(
