@@ -206,6 +206,28 @@ def macro_as_of_wide(values: pl.DataFrame, dates: pl.DataFrame, series: list[str
 
 
 # -- earnings and index membership ------------------------------------------------------------
+# Vintage columns of the revised reference tables (silver/vintages.py): when an entry became
+# known, and when a later snapshot stopped listing it. Tables without them count as known.
+FIRST_SEEN, DROPPED_ON = "first_seen", "dropped_on"
+
+
+def known_on(day: pl.Expr) -> pl.Expr:
+    """An entry is known on ``day``: first seen by then and not dropped by then."""
+    return (pl.col(FIRST_SEEN) <= day) & (pl.col(DROPPED_ON).is_null() | (pl.col(DROPPED_ON) > day))
+
+
+def _vintage_segments(calendar: pl.DataFrame, announce_days: int) -> list[dt.date]:
+    """Days on which the set of earnings entries a day may see changes beyond the announcement
+    rule: first sightings later than it assumes, and drops. Between two of them one as-of join
+    with one set of entries is exact."""
+    if FIRST_SEEN not in calendar.columns:
+        return []
+    late = calendar.filter(
+        pl.col(FIRST_SEEN) > pl.col("earnings_date") - pl.duration(days=announce_days)
+    )[FIRST_SEEN]
+    return sorted(set(late.to_list()) | set(calendar[DROPPED_ON].drop_nulls().to_list()))
+
+
 def earnings_proximity(
     frame: pl.DataFrame,
     calendar: pl.DataFrame,
@@ -218,7 +240,36 @@ def earnings_proximity(
     ``previous_earnings_date`` is the last release on or before the date. ``next_earnings_date``
     is the first release after it, shown only when it is at most ``announce_days`` ahead: a date
     further out was usually not announced yet, and showing it would leak the future schedule.
+    With vintage columns, a day sees only the entries known on it (`known_on`): an entry first
+    seen later than the announcement rule assumes, or since dropped, splits the rows into
+    segments, each joined with the entries known at its start.
     """
+    boundaries = _vintage_segments(calendar, announce_days)
+    if not boundaries:
+        return _proximity(frame, calendar, announce_days, date_column, ticker_column)
+    order = frame.with_row_index("__order").with_columns(
+        __segment=pl.Series(boundaries, dtype=pl.Date).search_sorted(
+            frame[date_column], side="right"
+        )
+    )
+    early = pl.col(FIRST_SEEN) <= pl.col("earnings_date") - pl.duration(days=announce_days)
+    parts = []
+    for (_,), rows in order.group_by("__segment"):
+        day = pl.lit(rows[date_column].min(), pl.Date)
+        still_listed = pl.col(DROPPED_ON).is_null() | (pl.col(DROPPED_ON) > day)
+        seen = calendar.filter(known_on(day) | (early & still_listed))
+        rows = rows.drop("__segment")
+        parts.append(_proximity(rows, seen, announce_days, date_column, ticker_column))
+    return pl.concat(parts).sort("__order").drop("__order")
+
+
+def _proximity(
+    frame: pl.DataFrame,
+    calendar: pl.DataFrame,
+    announce_days: int,
+    date_column: str,
+    ticker_column: str,
+) -> pl.DataFrame:
     events = calendar.select(
         pl.col("ticker").alias(ticker_column), pl.col("earnings_date").alias("__event")
     ).sort("__event")
@@ -263,13 +314,16 @@ def earnings_proximity(
 
 
 def members_on(intervals: pl.DataFrame, days: list[dt.date]) -> pl.DataFrame:
-    """One row per day and member: ``member_from <= day < member_until`` (open end = member)."""
+    """One row per day and member: ``member_from <= day < member_until`` (open end = member),
+    counting only the intervals known that day when the table keeps vintages (`known_on`)."""
     sessions = pl.DataFrame({"date": days}, schema={"date": pl.Date})
+    known = known_on(pl.col("date")) if FIRST_SEEN in intervals.columns else pl.lit(True)
     return (
         sessions.join(intervals, how="cross")
         .filter(
             (pl.col("member_from") <= pl.col("date"))
             & (pl.col("member_until").is_null() | (pl.col("member_until") > pl.col("date")))
+            & known
         )
         .unique(["date", "index", "ticker"])  # a ticker re-used by two companies at once
         .with_columns(month_column())

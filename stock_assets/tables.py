@@ -62,6 +62,8 @@ SOURCE_QUARANTINE_SCHEMA = {
     "detected_at": pl.Datetime("us", "UTC"),
 }
 MONTH = {"month": pl.String}
+# when an entry of a revised reference table was first seen, and when it stopped being listed
+VINTAGE = {"first_seen": pl.Date, "dropped_on": pl.Date}
 
 # -- bronze: what arrived on Kafka --------------------------------------------------------------
 MARKET_BAR_FIELDS = {
@@ -225,20 +227,23 @@ MARKET_SENTIMENT = Table(
 )
 EARNINGS_CALENDAR = Table(
     "silver/earnings_calendar",
-    "Every known earnings release date per ticker (a snapshot replaced each run).",
-    {"ticker": pl.String, "earnings_date": pl.Date, "source": pl.String},
+    "Every earnings release date per ticker ever listed, with when it was first seen and when "
+    "a later snapshot stopped listing it (vintages: a revision never rewrites the past).",
+    {"ticker": pl.String, "earnings_date": pl.Date, "source": pl.String, **VINTAGE},
     date_column="earnings_date",
     partition_by=(),
 )
 INDEX_MEMBERSHIP = Table(
     "silver/index_membership",
-    "Index membership intervals [member_from, member_until) (a snapshot replaced each run).",
+    "Index membership intervals [member_from, member_until) ever listed, with when each was "
+    "first seen and when a later snapshot stopped listing it (vintages).",
     {
         "index": pl.String,
         "ticker": pl.String,
         "name": pl.String,
         "member_from": pl.Date,
         "member_until": pl.Date,
+        **VINTAGE,
     },
     date_column=None,
     partition_by=(),
@@ -257,11 +262,25 @@ def _gold_features_schema() -> dict[str, pl.DataType]:
     return SCHEMA
 
 
+# version column -> the table a feature row was computed from, read at that Delta version
+FEATURE_INPUTS = {
+    "adjusted_bars_version": ADJUSTED_DAILY_BARS,
+    "macro_indicators_version": MACRO_INDICATORS,
+    "market_sentiment_version": MARKET_SENTIMENT,
+    "earnings_calendar_version": EARNINGS_CALENDAR,
+    "universe_version": UNIVERSE,
+}
+FEATURE_PROVENANCE = {
+    "computed_from": pl.Date,  # first session of the run that wrote the row (OBV's anchor)
+    **dict.fromkeys(FEATURE_INPUTS, pl.Int64),  # null: the table did not exist yet
+    "obv_anchor_version": pl.Int64,  # gold/daily_features version the OBV anchor was read at
+}
 GOLD_DAILY_FEATURES = Table(
     "gold/daily_features",
     "Per instrument and session: TA-Lib indicators, Alpha158 factors, cross-sectional ranks and "
-    "z-scores, and point-in-time context (macro, sentiment, earnings, universe).",
-    _gold_features_schema(),
+    "z-scores, and point-in-time context (macro, sentiment, earnings, universe); with the Delta "
+    "versions of the inputs each row was computed from, so it can be recomputed exactly.",
+    {**_gold_features_schema(), **FEATURE_PROVENANCE},
 )
 
 

@@ -65,38 +65,63 @@ DAILY_FEATURES_CHECKS = CheckSuite(
 )
 
 
-def read_context(lake: LakeResource, start: dt.date, end: dt.date) -> Context:
-    """Context tables as of ``end`` (empty where a table does not exist yet)."""
+def input_versions(lake: LakeResource) -> dict[str, int | None]:
+    """The Delta version of every input, pinned once so a run reads one consistent state and
+    each row can name what it was computed from (`tables.FEATURE_PROVENANCE`)."""
+    return {column: lake.version(table) for column, table in tables.FEATURE_INPUTS.items()}
 
-    def upto(table: tables.Table, column: str) -> pl.DataFrame:
-        if not lake.exists(table):
+
+def read_context(
+    lake: LakeResource, start: dt.date, end: dt.date, versions: dict[str, int | None]
+) -> tuple[Context, int | None]:
+    """Context tables at the pinned ``versions``, as of ``end`` (empty where a table does not
+    exist yet), and the gold/daily_features version the OBV anchor was read at."""
+
+    def at(column: str) -> int | None:
+        return versions[column]
+
+    def upto(column: str, date_column: str) -> pl.DataFrame:
+        if at(column) is None:
             return pl.DataFrame()
-        return lake.scan(table).filter(pl.col(column) <= end).collect()
+        table = tables.FEATURE_INPUTS[column]
+        return lake.scan(table, at(column)).filter(pl.col(date_column) <= end).collect()
 
-    previous = pl.DataFrame()
+    previous, anchor_version = pl.DataFrame(), None
     before = sessions_before(start, 1)
     if before < start and lake.exists(tables.GOLD_DAILY_FEATURES):
-        previous = lake.read_dates(tables.GOLD_DAILY_FEATURES, before, before).select(
-            "instrument", "date", "obv"
-        )
+        anchor_version = lake.version(tables.GOLD_DAILY_FEATURES)
+        previous = lake.read_dates(
+            tables.GOLD_DAILY_FEATURES, before, before, anchor_version
+        ).select("instrument", "date", "obv")
     first_bars = (
-        lake.scan(tables.ADJUSTED_DAILY_BARS)
+        lake.scan(tables.ADJUSTED_DAILY_BARS, at("adjusted_bars_version"))
         .group_by("instrument")
         .agg(pl.col("date").min().alias("first_date"))
         .collect()
     )
     universe = pl.DataFrame()
-    if lake.exists(tables.UNIVERSE):
-        universe = lake.read_dates(tables.UNIVERSE, start, end)
-    return Context(
-        macro=upto(tables.MACRO_INDICATORS, "known_from"),
-        sentiment=upto(tables.MARKET_SENTIMENT, "known_from"),
-        earnings=lake.read(tables.EARNINGS_CALENDAR) if lake.exists(tables.EARNINGS_CALENDAR)
-        else pl.DataFrame(),
+    if at("universe_version") is not None:
+        universe = lake.read_dates(tables.UNIVERSE, start, end, at("universe_version"))
+    context = Context(
+        macro=upto("macro_indicators_version", "known_from"),
+        sentiment=upto("market_sentiment_version", "known_from"),
+        earnings=upto("earnings_calendar_version", "first_seen"),
         universe=universe,
         previous_obv=previous,
         first_bars=first_bars,
-    )  # fmt: skip
+    )
+    return context, anchor_version
+
+
+def with_provenance(
+    features: pl.DataFrame, start: dt.date, versions: dict[str, int | None], anchor: int | None
+) -> pl.DataFrame:
+    """``features`` with the inputs' versions on every row (what `models.audit` reads back)."""
+    return features.with_columns(
+        computed_from=pl.lit(start, pl.Date),
+        **{column: pl.lit(version, pl.Int64) for column, version in versions.items()},
+        obv_anchor_version=pl.lit(anchor, pl.Int64),
+    ).select(list(tables.GOLD_DAILY_FEATURES.schema))
 
 
 @table_asset(
@@ -117,9 +142,12 @@ def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     """Compute the selected sessions from their lookback of adjusted bars and the context."""
     start, end = run_dates(context)
     read_from = sessions_before(start, LOOKBACK_SESSIONS)
-    bars = lake.read_dates(tables.ADJUSTED_DAILY_BARS, read_from, end)
-    inputs = read_context(lake, start, end)
-    features = assemble(bars, start, end, inputs)
+    versions = input_versions(lake)
+    bars = lake.read_dates(
+        tables.ADJUSTED_DAILY_BARS, read_from, end, versions["adjusted_bars_version"]
+    )
+    inputs, anchor_version = read_context(lake, start, end, versions)
+    features = with_provenance(assemble(bars, start, end, inputs), start, versions, anchor_version)
     checked = DAILY_FEATURES_CHECKS.gate(CheckInput(features, lake, start, end))
     version = lake.overwrite_dates(tables.GOLD_DAILY_FEATURES, features, start, end)
     close_only = features.filter(pl.col("close_only"))
@@ -148,6 +176,7 @@ def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
                 (features["sessions_since_previous_bar"].fill_null(1) > 1).sum()
             ),
             "delta_version": version,
+            "input_versions": dg.MetadataValue.json(versions),
             **checked,
         }
     )

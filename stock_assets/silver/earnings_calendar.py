@@ -1,7 +1,10 @@
 """``silver/earnings_calendar``: release dates per ticker (proximity: `pit.earnings_proximity`).
 
 The calendar is a small reference table that vendors revise retroactively (a date moved, a
-release added), so each run replaces the whole snapshot; Delta time travel keeps earlier ones.
+release added). Each run merges the vendor's snapshot into the stored vintages
+(`silver.vintages`): a new date is first seen that day, a vanished one dropped that day, so a
+recomputation of a past session sees the calendar as it was known then. A lake's first snapshot
+counts each date as known `pit.ANNOUNCE_DAYS` before it (the announcement rule).
 """
 
 import datetime as dt
@@ -20,9 +23,11 @@ from stock_assets.checks import (
     source_quarantine,
     unique_rule,
 )
+from stock_assets.pit import ANNOUNCE_DAYS
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.sources import EarningsSource, today_utc
 from stock_assets.silver import ALTDATA_GROUP, WEEKLY_REFRESH
+from stock_assets.silver.vintages import merge_vintage, vintage_summary
 from stock_assets.symbols import TICKER_PATTERN
 from stock_assets.table_assets import table_asset
 
@@ -50,10 +55,18 @@ def parse_events(raw: pl.DataFrame, today: dt.date) -> tuple[pl.DataFrame, pl.Da
     good = (
         work.filter(reasons.is_null())
         .select("ticker", pl.col("__date").alias("earnings_date"), "source")
-        .cast(EARNINGS_SCHEMA)
+        .cast({k: v for k, v in EARNINGS_SCHEMA.items() if k in ("ticker", "earnings_date")})
         .sort("ticker", "earnings_date")
     )
     return good, bad
+
+
+def merge_calendar(stored: pl.DataFrame, fresh: pl.DataFrame, today: dt.date) -> pl.DataFrame:
+    """The stored vintages after today's parsed snapshot (`silver.vintages.merge_vintage`)."""
+    announced = pl.col("earnings_date") - pl.duration(days=ANNOUNCE_DAYS)
+    backdated = pl.min_horizontal(announced, pl.lit(today))
+    merged = merge_vintage(stored, fresh, ["ticker", "earnings_date"], today, backdated)
+    return merged.cast(EARNINGS_SCHEMA).sort("ticker", "earnings_date", "first_seen")
 
 
 EARNINGS_CHECKS = CheckSuite(
@@ -71,7 +84,7 @@ EARNINGS_CHECKS = CheckSuite(
             ),
             "symbols and dates well formed",
         ),
-        unique_rule("earnings_calendar_unique", ["ticker", "earnings_date"]),
+        unique_rule("earnings_calendar_unique", ["ticker", "earnings_date", "first_seen"]),
         quarantine_rule("earnings_calendar_quarantine_empty", tables.EARNINGS_CALENDAR_QUARANTINE),
     ],
     whole_table=True,
@@ -85,15 +98,18 @@ EARNINGS_CHECKS = CheckSuite(
     extra_metadata={"quarantine_table": tables.EARNINGS_CALENDAR_QUARANTINE.path},
 )
 def earnings_calendar(earnings_source: EarningsSource, lake: LakeResource) -> dg.MaterializeResult:
-    """Every known earnings release date per ticker (the whole calendar, replaced each run)."""
+    """Today's calendar merged into the stored vintages (first seen today, dropped today)."""
     raw = earnings_source.events()
-    events, bad = parse_events(raw, today_utc())
+    today = today_utc()
+    fresh, bad = parse_events(raw, today)
+    events = merge_calendar(lake.read(tables.EARNINGS_CALENDAR), fresh, today)
     checked = EARNINGS_CHECKS.gate(CheckInput(events, lake))
     lake.replace_table(tables.EARNINGS_CALENDAR_QUARANTINE, bad)
     version = lake.replace_table(tables.EARNINGS_CALENDAR, events)
     return dg.MaterializeResult(
         metadata={
             "rows": events.height,
+            **vintage_summary(events, today),
             "tickers": events["ticker"].n_unique(),
             "first_date": str(events["earnings_date"].min()),
             "last_date": str(events["earnings_date"].max()),

@@ -1,7 +1,11 @@
-"""``silver/index_membership``: index membership intervals, replaced as a snapshot each run.
+"""``silver/index_membership``: index membership intervals, kept as vintages.
 
 Intervals are ``[member_from, member_until)``; an open ``member_until`` means still a member.
-silver/universe.py expands them to the members of each session.
+Each run merges the source's snapshot into the stored vintages (`silver.vintages`): an interval
+new in it is first seen that day, one it no longer lists (replaced by a closed or corrected
+interval) is dropped that day, so silver/universe.py, expanding them to the members of each
+session, gives a past session the members known then. A lake's first snapshot counts each
+interval as known from its start (the history as published).
 """
 
 import datetime as dt
@@ -23,6 +27,7 @@ from stock_assets.checks import (
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.sources import MembershipSource, today_utc
 from stock_assets.silver import ALTDATA_GROUP, WEEKLY_REFRESH
+from stock_assets.silver.vintages import merge_vintage, vintage_summary
 from stock_assets.symbols import TICKER_PATTERN
 from stock_assets.table_assets import table_asset
 
@@ -68,10 +73,20 @@ def parse_intervals(raw: pl.DataFrame, today: dt.date) -> tuple[pl.DataFrame, pl
             pl.col("__from").alias("member_from"),
             pl.col("__until").alias("member_until"),
         )
-        .cast(MEMBERSHIP_SCHEMA)
+        .cast({k: v for k, v in MEMBERSHIP_SCHEMA.items() if k not in ("first_seen", "dropped_on")})
         .sort("index", "ticker", "member_from")
     )
     return good, bad
+
+
+INTERVAL_KEY = ["index", "ticker", "name", "member_from", "member_until"]
+
+
+def merge_intervals(stored: pl.DataFrame, fresh: pl.DataFrame, today: dt.date) -> pl.DataFrame:
+    """The stored vintages after today's parsed snapshot (`silver.vintages.merge_vintage`)."""
+    backdated = pl.min_horizontal(pl.col("member_from"), pl.lit(today))
+    merged = merge_vintage(stored, fresh, INTERVAL_KEY, today, backdated)
+    return merged.cast(MEMBERSHIP_SCHEMA).sort("index", "ticker", "member_from", "first_seen")
 
 
 MEMBERSHIP_CHECKS = CheckSuite(
@@ -111,17 +126,22 @@ MEMBERSHIP_CHECKS = CheckSuite(
 def index_membership(
     membership_source: MembershipSource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    """Membership intervals of the configured index (the whole history, replaced each run)."""
+    """Today's membership intervals merged into the stored vintages."""
     raw = membership_source.intervals()
-    intervals, bad = parse_intervals(raw, today_utc())
+    today = today_utc()
+    fresh, bad = parse_intervals(raw, today)
+    intervals = merge_intervals(lake.read(tables.INDEX_MEMBERSHIP), fresh, today)
     checked = MEMBERSHIP_CHECKS.gate(CheckInput(intervals, lake))
     lake.replace_table(tables.INDEX_MEMBERSHIP_QUARANTINE, bad)
     version = lake.replace_table(tables.INDEX_MEMBERSHIP, intervals)
     return dg.MaterializeResult(
         metadata={
             "intervals": intervals.height,
+            **vintage_summary(intervals, today),
             "tickers": intervals["ticker"].n_unique(),
-            "current_members": intervals.filter(pl.col("member_until").is_null()).height,
+            "current_members": intervals.filter(
+                pl.col("member_until").is_null() & pl.col("dropped_on").is_null()
+            ).height,
             "source_rows": raw.height,
             "rows_quarantined": bad.height,
             "delta_version": version,
