@@ -181,3 +181,38 @@ def test_rematerializing_with_a_new_event_rewrites_no_earlier_row(tmp_path, sp50
     assert after.filter(earlier).equals(before)
     changed = after.filter(~earlier, pl.col("instrument") == "GIS")["cum_factor"]
     assert set(changed) == {2.0}
+
+
+def test_an_undecided_jump_sets_one_instrument_aside_and_the_run_commits_the_rest(tmp_path, sp500):
+    """A KO 1:1.7 jump on 2010-06-01 with no event behind it awaits review: KO's rows from that
+    day have no adjusted prices and carry the reason; DHR and GIS are adjusted as always."""
+    jump = dt.date(2010, 6, 1)
+    bars = bars_between(sp500, *AROUND_GIS, ["GIS", "DHR", "KO"]).with_columns(
+        pl.when(pl.col("ticker") == "KO", pl.col("date") >= jump)
+        .then(pl.col(c) * 1.7)
+        .otherwise(pl.col(c))
+        for c in ("open", "high", "low", "close")
+    )
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    write_silver(lake, bars)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([corporate_actions], resources={"lake": lake}, instance=instance).success
+    window = range_tags(*(d.isoformat() for d in AROUND_GIS))
+    run = [adjusted_daily_bars, ADJUSTED_CHECKS.asset_check()]
+    result = dg.materialize(run, resources={"lake": lake}, instance=instance, tags=window)
+    assert result.success
+    (check,) = check_results(result).values()
+    assert check.passed and check.metadata["rows_set_aside"].value > 0
+    stored = lake.read(tables.ADJUSTED_DAILY_BARS)
+    ko = stored.filter(pl.col("instrument") == "KO")
+    aside = ko.filter(pl.col("date") >= jump)
+    assert aside["set_aside"].null_count() == 0 and aside["adj_close"].null_count() == aside.height
+    assert ko.filter(pl.col("date") < jump)["set_aside"].null_count() == ko.height - aside.height
+    others = stored.filter(pl.col("instrument") != "KO")
+    assert others["set_aside"].null_count() == others.height
+    assert set(
+        others.filter(pl.col("instrument") == "GIS", pl.col("date") >= GIS_SPLIT)["cum_factor"]
+    ) == {2.0}
+    metadata = result.asset_materializations_for_node("silver__adjusted_daily_bars")[0].metadata
+    assert metadata["rows_set_aside"].value == aside.height
+    assert "| KO" in metadata["set_aside"].value and "2010-06-01" in metadata["set_aside"].value

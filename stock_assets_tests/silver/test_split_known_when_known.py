@@ -13,13 +13,18 @@ look-ahead this guards against moved KO's adjusted close on t by a factor 2.
 
 import datetime as dt
 
+import dagster as dg
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from stock_assets import tables
 from stock_assets.calendar import sessions_before
 from stock_assets.gold.assemble import Context, assemble
+from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.partitions import range_tags
 from stock_assets.pit import adjust_bars
+from stock_assets.resources.lake import LakeResource
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
 from stock_assets_tests.conftest import bars_between
 
@@ -163,3 +168,29 @@ def test_the_decision_on_t_reaches_every_cross_section_of_the_day(confirmed_on_t
     assert decided.height == aside.height + 1
     others = decided.filter(pl.col("instrument") != "KO")
     assert not others["cs_z_ROC5"].equals(aside["cs_z_ROC5"])
+
+
+def test_the_features_asset_writes_no_row_for_a_set_aside_day_and_says_why(
+    confirmed_later, tmp_path
+):
+    adjusted = confirmed_later["all bars"][1]
+    tickers = sorted(adjusted["ticker"].unique())[:40] + ["KO"]
+    adjusted = adjusted.filter(pl.col("ticker").is_in(tickers))
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    lake.overwrite_dates(
+        tables.ADJUSTED_DAILY_BARS, adjusted, adjusted["date"].min(), adjusted["date"].max()
+    )
+    run = [daily_features, DAILY_FEATURES_CHECKS.asset_check()]
+    result = dg.materialize(
+        run, resources={"lake": lake}, tags=range_tags(T.isoformat(), T1.isoformat())
+    )
+    assert result.success
+    stored = lake.read_dates(tables.GOLD_DAILY_FEATURES, T, T1)
+    assert stored.filter(pl.col("instrument") == "KO")["date"].to_list() == [T1]
+    on_t = adjusted.filter(pl.col("date") == T)
+    assert stored.filter(pl.col("date") == T).height == on_t.height - 1 > 30
+    metadata = result.asset_materializations_for_node("gold__daily_features")[0].metadata
+    assert metadata["rows_set_aside"].value == 1
+    assert "| KO" in metadata["set_aside"].value and "price jump on 2010-06-17" in (
+        metadata["set_aside"].value
+    )
