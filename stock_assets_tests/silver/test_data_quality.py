@@ -8,8 +8,12 @@ import polars as pl
 from stock_assets import tables
 from stock_assets.bronze.replay import select_bars
 from stock_assets.resources.lake import LakeResource
-from stock_assets.silver.corporate_actions import corporate_actions
-from stock_assets.silver.data_quality import data_quality
+from stock_assets.silver.corporate_actions import (
+    build_corporate_actions,
+    corporate_actions,
+    load_curated,
+)
+from stock_assets.silver.data_quality import data_quality, quality_report
 from stock_assets_tests.conftest import write_silver
 
 
@@ -35,6 +39,7 @@ def test_report_counts_the_real_quirks_of_each_data_set(tmp_path, sp500):
     assert sp["missing_stock_days"] == 270 and sp["instruments_with_missing_days"] == 114
     assert sp["adjustments_applied"] == 6 and sp["ticker_changes"] == 2
     assert sp["events_needing_review"] == 0 and not sp["close_only"]
+    assert sp["stock_days_set_aside"] == 0  # every jump in the year is decided on its day
     assert sp["low_dollar_volume_symbols"] == 263  # volumes ~100x too small (docs/DATA.md)
     co = report["sp500_1990_adjclose"]
     assert co["close_only"] and co["zero_volume_days"] == co["bars"] == close_only.height
@@ -48,3 +53,12 @@ def test_report_counts_the_real_quirks_of_each_data_set(tmp_path, sp500):
     by_instrument = metadata["missing_stock_days_by_instrument"].value
     assert by_instrument.count("\n") > 10 and "ETFCD" not in by_instrument
     assert pl.Series(sp500["ticker"]).n_unique() == 524
+
+
+def test_report_counts_the_stock_days_set_aside_while_a_jump_awaits_review(sp500):
+    """Without the curated review, WY (2010-07-20 on), ARG (2010-02-05 on) and MFE
+    (2010-08-19 on) await review: their rows to the end of the set are counted."""
+    events = build_corporate_actions(sp500, load_curated().clear())
+    (report,) = quality_report(sp500, events)[0].to_dicts()
+    assert report["events_needing_review"] == 3
+    assert report["stock_days_set_aside"] == 23 + 136 + 2
