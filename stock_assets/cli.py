@@ -37,14 +37,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from stock_assets.models.audit import prediction_chain
+    from stock_assets.models.reproduce import reproduce
     from stock_assets.resources.lake import LakeResource
     from stock_assets.resources.mlflow import MlflowResource
 
-    chain = prediction_chain(
-        LakeResource.from_env(), MlflowResource.from_env(), args.ticker.upper(), args.date,
-        args.role,
-    )  # fmt: skip
-    print(chain.summary())
+    lake, registry = LakeResource.from_env(), MlflowResource.from_env()
+    ticker = args.ticker.upper()
+    if args.reproduce:  # exit status 1 when the recomputation differs
+        reproduction = reproduce(lake, registry, ticker, args.date, args.role)
+        print(reproduction.summary())
+        return 0 if reproduction.identical else 1
+    print(prediction_chain(lake, registry, ticker, args.date, args.role).summary())
     return 0
 
 
@@ -124,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("ticker")
     audit.add_argument("date", type=_date)
     audit.add_argument("--role", choices=["champion", "challenger"], default="champion")
+    audit.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="recompute the feature row from its recorded input versions, re-score it with the "
+        "registered model version, and report bit equality or the first difference",
+    )
     audit.set_defaults(func=cmd_audit)
 
     up = sub.add_parser("up", help="broker + replay + Dagster UI/daemon (what `make run` runs)")

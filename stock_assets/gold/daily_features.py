@@ -25,6 +25,7 @@ from stock_assets.checks import (
 )
 from stock_assets.gold.assemble import LOOKBACK_SESSIONS, Context, assemble
 from stock_assets.gold.feature_set import FLOAT_FEATURES
+from stock_assets.lake import LakeIO
 from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.lake import LakeResource
 from stock_assets.table_assets import table_asset, table_key
@@ -65,17 +66,21 @@ DAILY_FEATURES_CHECKS = CheckSuite(
 )
 
 
-def input_versions(lake: LakeResource) -> dict[str, int | None]:
+def input_versions(lake: LakeIO) -> dict[str, int | None]:
     """The Delta version of every input, pinned once so a run reads one consistent state and
     each row can name what it was computed from (`tables.FEATURE_PROVENANCE`)."""
     return {column: lake.version(table) for column, table in tables.FEATURE_INPUTS.items()}
 
 
 def read_context(
-    lake: LakeResource, start: dt.date, end: dt.date, versions: dict[str, int | None]
-) -> tuple[Context, int | None]:
+    lake: LakeIO,
+    start: dt.date,
+    end: dt.date,
+    versions: dict[str, int | None],
+    obv_anchor_version: int | None,
+) -> Context:
     """Context tables at the pinned ``versions``, as of ``end`` (empty where a table does not
-    exist yet), and the gold/daily_features version the OBV anchor was read at."""
+    exist yet), and the stored OBV before ``start`` read at ``obv_anchor_version``."""
 
     def at(column: str) -> int | None:
         return versions[column]
@@ -86,12 +91,11 @@ def read_context(
         table = tables.FEATURE_INPUTS[column]
         return lake.scan(table, at(column)).filter(pl.col(date_column) <= end).collect()
 
-    previous, anchor_version = pl.DataFrame(), None
+    previous = pl.DataFrame()
     before = sessions_before(start, 1)
-    if before < start and lake.exists(tables.GOLD_DAILY_FEATURES):
-        anchor_version = lake.version(tables.GOLD_DAILY_FEATURES)
+    if before < start and obv_anchor_version is not None:
         previous = lake.read_dates(
-            tables.GOLD_DAILY_FEATURES, before, before, anchor_version
+            tables.GOLD_DAILY_FEATURES, before, before, obv_anchor_version
         ).select("instrument", "date", "obv")
     first_bars = (
         lake.scan(tables.ADJUSTED_DAILY_BARS, at("adjusted_bars_version"))
@@ -102,7 +106,7 @@ def read_context(
     universe = pl.DataFrame()
     if at("universe_version") is not None:
         universe = lake.read_dates(tables.UNIVERSE, start, end, at("universe_version"))
-    context = Context(
+    return Context(
         macro=upto("macro_indicators_version", "known_from"),
         sentiment=upto("market_sentiment_version", "known_from"),
         earnings=upto("earnings_calendar_version", "first_seen"),
@@ -110,7 +114,6 @@ def read_context(
         previous_obv=previous,
         first_bars=first_bars,
     )
-    return context, anchor_version
 
 
 def with_provenance(
@@ -146,7 +149,8 @@ def daily_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     bars = lake.read_dates(
         tables.ADJUSTED_DAILY_BARS, read_from, end, versions["adjusted_bars_version"]
     )
-    inputs, anchor_version = read_context(lake, start, end, versions)
+    anchor_version = lake.version(tables.GOLD_DAILY_FEATURES)
+    inputs = read_context(lake, start, end, versions, anchor_version)
     features = with_provenance(assemble(bars, start, end, inputs), start, versions, anchor_version)
     checked = DAILY_FEATURES_CHECKS.gate(CheckInput(features, lake, start, end))
     version = lake.overwrite_dates(tables.GOLD_DAILY_FEATURES, features, start, end)

@@ -61,9 +61,11 @@ PREDICTIONS_CHECKS = CheckSuite(
 
 
 def score(
-    features: pl.DataFrame, registry: MlflowResource, role: str, versions: dict[str, int]
+    features: pl.DataFrame, registry: MlflowResource, role: str, feature_version: int
 ) -> pl.DataFrame:
-    """``features`` scored month by month by the ``role`` model in force in each month."""
+    """``features`` (gold/daily_features read at ``feature_version``) scored month by month by
+    the ``role`` model in force in each month. Each prediction keeps the adjusted-bars version
+    its feature row was computed from, not the one current when it is scored."""
     parts, boosters = [], {}
     for (month,), rows in features.group_by(pl.col("date").dt.strftime("%Y-%m")):
         version = registry.version_as_of(month, ROLES[role])
@@ -77,7 +79,8 @@ def score(
         boosters[version.version] = booster
         half = float(version.tags["conformal_half_width"])
         scored = predict(booster, rows).join(
-            rows.select("instrument", "date", "in_universe"), on=["instrument", "date"]
+            rows.select("instrument", "date", "in_universe", "adjusted_bars_version"),
+            on=["instrument", "date"],
         )
         parts.append(
             scored.with_columns(
@@ -89,8 +92,7 @@ def score(
                 model_name=pl.lit(registry.model_name),
                 model_version=pl.lit(str(version.version)),
                 mlflow_run_id=pl.lit(version.run_id),
-                feature_table_version=pl.lit(versions["features"], pl.Int64),
-                adjusted_bars_version=pl.lit(versions["adjusted"], pl.Int64),
+                feature_table_version=pl.lit(feature_version, pl.Int64),
             )
         )
     return pl.concat(parts, how="diagonal") if parts else pl.DataFrame()
@@ -114,12 +116,11 @@ def predictions(
 ):
     """Score the selected sessions with the champion (and the challenger in shadow)."""
     start, end = run_dates(context)
-    versions = {
-        "features": lake.version(tables.GOLD_DAILY_FEATURES),
-        "adjusted": lake.version(tables.ADJUSTED_DAILY_BARS),
-    }
-    features = lake.read_dates(tables.GOLD_DAILY_FEATURES, start, end, versions["features"])
-    scored = [s for s in (score(features, mlflow_registry, r, versions) for r in ROLES) if s.height]
+    feature_version = lake.version(tables.GOLD_DAILY_FEATURES)
+    features = lake.read_dates(tables.GOLD_DAILY_FEATURES, start, end, feature_version)
+    scored = [
+        s for s in (score(features, mlflow_registry, r, feature_version) for r in ROLES) if s.height
+    ]
     frame = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"role": []})
     if frame.filter(pl.col("role") == "champion").is_empty():
         context.log.warning(
@@ -139,8 +140,8 @@ def predictions(
             "challenger_rows": frame.height - champion_rows.height,
             "model_versions": ", ".join(sorted(frame["model_version"].unique())),
             "date_range": f"{start}..{end}",
-            "feature_table_version": versions["features"],
-            "adjusted_bars_version": versions["adjusted"],
+            "feature_table_version": feature_version,
+            "adjusted_bars_versions": sorted(frame["adjusted_bars_version"].unique().to_list()),
             "delta_version": version,
             **checked,
         }

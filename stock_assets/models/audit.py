@@ -1,9 +1,12 @@
 """The chain behind one stored prediction, from the model back to the Kafka offsets.
 
 No Dagster: the CLI (``stock-assets audit TICKER DATE``) and the API call `prediction_chain`.
-Every link is read at the version the prediction recorded (Delta time travel for the features
-and the adjusted bars), then followed by key: adjusted bars -> silver bars (the published version
-silver kept, with its Kafka partition and offset) -> bronze rows -> topic, partition, offset.
+Every link is read at a recorded version: the features at the version the prediction read, the
+adjusted bars at the version that feature row was computed from (stored on the row), silver
+bars at the version current when those adjusted bars were committed, bronze at the version
+current when that silver version was. So a bar re-published later (a correction) does not
+change the chain: it still names the Kafka offsets that fed the prediction.
+`reproduce` (``stock-assets audit --reproduce``, models/reproduce.py) recomputes the row.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class PredictionChain:
     silver_bars: pl.DataFrame  # the same ticker-days in silver, with their Kafka coordinates
     bronze_bars: pl.DataFrame  # the bronze rows at those coordinates
     kafka: pl.DataFrame  # topic, partition, first and last offset, message count
+    versions: dict[str, int]  # the Delta version each link was read at
 
     def summary(self) -> str:
         p, m = self.prediction, self.model
@@ -41,8 +45,10 @@ class PredictionChain:
             f"{self.features.height} row",
             f"bars: silver/adjusted_daily_bars v{p['adjusted_bars_version']}, "
             f"{self.adjusted_bars.height} sessions {self.adjusted_bars['date'].min()}.."
-            f"{self.adjusted_bars['date'].max()}; {self.silver_bars.height} silver rows, "
-            f"{self.bronze_bars.height} bronze rows",
+            f"{self.adjusted_bars['date'].max()}; {self.silver_bars.height} silver rows "
+            f"(silver/daily_bars v{self.versions['silver/daily_bars']}), "
+            f"{self.bronze_bars.height} bronze rows "
+            f"(bronze/market_bars v{self.versions['bronze/market_bars']})",
         ]
         for topic, partition, first, last, count in self.kafka.iter_rows():
             lines.append(f"kafka {topic}[{partition}] offsets {first}..{last} ({count} messages)")
@@ -84,11 +90,21 @@ def prediction_chain(
         .sort("date")
     )
     ticker_days = adjusted.select("ticker", "date")
-    silver = lake.read_dates(tables.DAILY_BARS, adjusted["date"].min(), day).join(
+    silver_version = version_when(
+        lake,
+        tables.DAILY_BARS,
+        tables.ADJUSTED_DAILY_BARS,
+        prediction["adjusted_bars_version"],
+    )
+    first = adjusted["date"].min()
+    silver = lake.read_dates(tables.DAILY_BARS, first, day, silver_version).join(
         ticker_days, on=["ticker", "date"]
     )
+    bronze_version = version_when(
+        lake, tables.BRONZE_MARKET_BARS, tables.DAILY_BARS, silver_version
+    )
     bronze = (
-        lake.read_dates(tables.BRONZE_MARKET_BARS, adjusted["date"].min(), day)
+        lake.read_dates(tables.BRONZE_MARKET_BARS, first, day, bronze_version)
         .join(
             silver.select("ticker", "date", "kafka_partition", "kafka_offset"),
             on=["ticker", "date", "kafka_partition", "kafka_offset"],
@@ -104,4 +120,29 @@ def prediction_chain(
         )
         .sort("kafka_topic", "kafka_partition")
     )
-    return PredictionChain(prediction, model, features, adjusted, silver, bronze, kafka)
+    versions = {
+        "gold/daily_features": prediction["feature_table_version"],
+        "silver/adjusted_daily_bars": prediction["adjusted_bars_version"],
+        "silver/daily_bars": silver_version,
+        "bronze/market_bars": bronze_version,
+    }
+    return PredictionChain(prediction, model, features, adjusted, silver, bronze, kafka, versions)
+
+
+def commit_times(lake: LakeIO, table: tables.Table) -> dict[int, int]:
+    """Delta version -> commit timestamp (ms) of every version the log still holds."""
+    delta = lake.delta(table)
+    history = delta.history() if delta is not None else []
+    return {entry["version"]: entry["timestamp"] for entry in history if "timestamp" in entry}
+
+
+def version_when(lake: LakeIO, table: tables.Table, later: tables.Table, later_version: int) -> int:
+    """The last version of ``table`` committed before ``later`` at ``later_version`` was: what
+    a computation that read ``table`` and then wrote ``later`` had seen."""
+    committed = commit_times(lake, later).get(later_version)
+    if committed is None:
+        raise LookupError(f"the Delta log of {later.path} no longer holds v{later_version}")
+    before = [v for v, when in commit_times(lake, table).items() if when <= committed]
+    if not before:
+        raise LookupError(f"{table.path} has no version older than {later.path} v{later_version}")
+    return max(before)
