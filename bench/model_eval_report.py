@@ -30,27 +30,48 @@ def print_folds(data: SetData) -> None:
     print(
         f"folds: {len(folds)} ({split.window}, train >= {split.min_train_sessions} sessions"
         + (f", last {split.rolling_sessions}" if split.window == "rolling" else "")
-        + f", validation {split.validation_sessions}, gaps {split.gap_sessions}, refit every "
-        f"{split.refit_every}); horizon {split.horizon} sessions; test {folds[0].test_start}.."
-        f"{folds[-1].test_end}: {test_rows['date'].n_unique()} days, {test_rows.height:,} "
-        "labelled rows"
+        + f", early stopping {split.validation_sessions}, gate/calibration "
+        f"{split.gate_sessions}, gaps {split.gap_sessions}, refit {split.refit_every}); "
+        f"horizon {split.horizon} session(s); test {folds[0].test_start}..{folds[-1].test_end}: "
+        f"{test_rows['date'].n_unique()} days scored, {test_rows.height:,} labelled rows"
+    )
+    print(thin_line(data))
+
+
+def thin_line(data: SetData) -> str:
+    """What the figures did with sessions below the platform's signal floor."""
+    plan, sessions = data.plan, data.sessions
+    if plan.thin == "none":
+        return "thin sessions: not applicable (time series per name, nothing ranked)"
+    names = sessions["names"]
+    where = (
+        f"{data.thin_days} of {sessions.height} test sessions below the signal floor (at least "
+        f"{sessions['required'].min()} names; {names.min()}-{names.max()} names a session)"
+    )
+    if plan.thin == "exclude":
+        return f"thin sessions: {where}, excluded from every figure"
+    return (
+        f"thin sessions: FLAGGED, {where}: the platform would publish no signal on them; "
+        "the figures below are research only"
     )
 
 
 def print_scores(models: list, plan: Plan) -> None:
-    """The IC table: rank IC with its plain and Newey-West t's, ICIR, IC with its t's."""
+    """The IC table: rank IC with its Newey-West t's, ICIR, IC with its Newey-West t."""
+    first = models[0][1]
     unit = "days" if plan.cross_sectional else "rows"
-    short, long = f"t NW{plan.lags}", f"t NW{plan.long_lags}"
+    short, long = f"t NW{first.nw_lags}", f"t NW{first.long_lags}"
+    print(f"(t NWn: Newey-West t with n lags; {first.nw_lags} = hac_lags(horizon "
+          f"{plan.split.horizon}, {first.n:,} {first.unit}))")  # fmt: skip
     print(
-        f"{'model':32s} {'rank IC':>8s} {'t':>7s} {short:>7s} {long:>8s} {'ICIR':>7s} "
-        f"{'IC':>8s} {'t(IC)':>7s} {short + '(IC)':>9s} {unit:>7s}"
+        f"{'model':32s} {'rank IC':>8s} {short:>7s} {long:>8s} {'ICIR':>7s} "
+        f"{'IC':>8s} {short + '(IC)':>11s} {unit:>7s}"
     )
     for label, s, _ in models:
         print(
-            f"{label:32s} {fmt(s.rank_ic):>8s} {fmt(s.rank_ic_t, '+.2f'):>7s} "
-            f"{fmt(s.rank_ic_nw_t, '+.2f'):>7s} {fmt(s.rank_ic_nw_long_t, '+.2f'):>8s} "
-            f"{fmt(s.icir, '+.3f'):>7s} {fmt(s.ic):>8s} {fmt(s.ic_t, '+.2f'):>7s} "
-            f"{fmt(s.ic_nw_t, '+.2f'):>9s} {s.n:>7,d}"
+            f"{label:32s} {fmt(s.rank_ic):>8s} {fmt(s.rank_ic_nw_t, '+.2f'):>7s} "
+            f"{fmt(s.rank_ic_nw_long_t, '+.2f'):>8s} {fmt(s.icir, '+.3f'):>7s} {fmt(s.ic):>8s} "
+            f"{fmt(s.ic_nw_t, '+.2f'):>11s} {s.n:>7,d}"
         )
     if not plan.cross_sectional:
         for label, s, _ in models:
@@ -114,20 +135,20 @@ def print_fold_table(per_fold: list[dict], qlib: bool) -> None:
 
 def print_conformal(conformal: dict) -> None:
     print(
-        f"conformal {conformal['level']:.0%} intervals (calibrated on each validation slice, "
+        f"conformal {conformal['level']:.0%} intervals (calibrated on each fold's gate slice, "
         f"measured on its test slice): coverage {conformal['coverage']:.3f} over "
         f"{conformal['rows']:,} rows, folds {conformal['fold_min']:.3f}.."
         f"{conformal['fold_max']:.3f}, mean width {conformal['mean_width']:.3f} (label units)"
     )
 
 
-def print_sanity(sanity: dict[str, Score], plan: Plan) -> None:
-    print("sanity:")
+def print_sanity(sanity: dict[str, Score]) -> None:
+    print("sanity (t NWn: Newey-West t with n lags):")
     for label, s in sanity.items():
         print(
-            f"  {label:44s} rank IC {fmt(s.rank_ic, '+.3f')} (t {fmt(s.rank_ic_t, '+.2f')}, "
-            f"t NW{plan.lags} {fmt(s.rank_ic_nw_t, '+.2f')}, "
-            f"t NW{plan.long_lags} {fmt(s.rank_ic_nw_long_t, '+.2f')}, {s.n:,} {s.unit})"
+            f"  {label:44s} rank IC {fmt(s.rank_ic, '+.3f')} (t NW{s.nw_lags} "
+            f"{fmt(s.rank_ic_nw_t, '+.2f')}, t NW{s.long_lags} "
+            f"{fmt(s.rank_ic_nw_long_t, '+.2f')}, {s.n:,} {s.unit})"
         )
 
 
@@ -148,3 +169,24 @@ def print_times(times: dict, qlib_rows: int | None) -> None:
             f"{times['best_iterations_qlib']}"
         )
         print(f"             ours / Qlib = {times['ours_total'] / times['qlib_total']:.3f}")
+
+
+def print_ablation(variants: list, chosen: str, market: list[str], plan: Plan) -> None:
+    """The market-wide features ablation: chosen on the gate slices, test figures beside."""
+    print(f"ablation: {len(market)} market-wide columns found in the data: {', '.join(market)}")
+    first = variants[0]
+    gate_t, test_t = f"t NW{first.gate.nw_lags}", f"t NW{first.test.nw_lags}"
+    print(
+        f"{'features':34s} {'cols':>4s} {'gate rIC':>8s} {gate_t:>7s} {'days':>5s} | "
+        f"{'test rIC':>8s} {test_t:>7s} {'t NW' + str(first.test.long_lags):>7s} "
+        f"{'test IC':>8s} {'L-S ann.':>8s} {'L-S Shp':>7s}"
+    )
+    for v in variants:
+        mark = "  <- chosen on gate slices" if v.name == chosen else ""
+        print(
+            f"{v.name:34s} {len(v.features):>4d} {fmt(v.gate.mean):>8s} "
+            f"{fmt(v.gate.nw_t_stat, '+.2f'):>7s} {v.gate.days:>5d} | {fmt(v.test.rank_ic):>8s} "
+            f"{fmt(v.test.rank_ic_nw_t, '+.2f'):>7s} {fmt(v.test.rank_ic_nw_long_t, '+.2f'):>7s} "
+            f"{fmt(v.test.ic):>8s} {fmt(v.books['long_short'].annual_return, '+.1%'):>8s} "
+            f"{fmt(v.books['long_short'].sharpe, '+.2f'):>7s}{mark}"
+        )

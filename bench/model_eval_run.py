@@ -16,11 +16,21 @@ from pathlib import Path
 
 import model_eval_report as report
 import polars as pl
+from model_eval_ablation import ablation
 from model_eval_baselines import factor_baseline, sanity_runs
 from model_eval_clock import Clock
 from model_eval_qlib import QlibRun, run_qlib
 from model_eval_scoring import score, scored
-from model_eval_sets import KEY, PLANS, Plan, SetData, Sources, adjusted_bars, context_of, prepare
+from model_eval_sets import (
+    KEY,
+    Plan,
+    SetData,
+    Sources,
+    adjusted_bars,
+    context_of,
+    plan_for,
+    prepare,
+)
 
 from stock_assets.gold.feature_set import MODEL_FEATURES
 from stock_assets.models.conformal import calibrate, coverage, predict_intervals
@@ -31,8 +41,6 @@ from stock_assets.models.walk_forward import (
     training_rows,
     walk_forward,
 )
-
-CONFIDENCE = 0.9  # conformal intervals
 
 
 @dataclass
@@ -60,7 +68,9 @@ def train_ours(data: SetData, config: LightGBMConfig, clock: Clock) -> Ours:
     return Ours(trained, predictions, inference)
 
 
-def conformal_coverage(trained: list[TrainedFold], labelled: pl.DataFrame) -> dict:
+def conformal_coverage(
+    trained: list[TrainedFold], labelled: pl.DataFrame, confidence: float
+) -> dict:
     """Split-conformal intervals calibrated on each fold's gate slice, their coverage
     measured on its test slice, pooled over folds by rows."""
     inside = width = rows = 0.0
@@ -68,7 +78,7 @@ def conformal_coverage(trained: list[TrainedFold], labelled: pl.DataFrame) -> di
     for t in trained:
         held_out = "gate" if t.fold.gate_start else "validation"  # never the stopping rows
         model = calibrate(
-            t.booster, training_rows(labelled, t.fold, held_out), CONFIDENCE,
+            t.booster, training_rows(labelled, t.fold, held_out), confidence,
             num_iteration=t.best_iteration,
         )  # fmt: skip
         test = t.fold.rows(labelled, "test")
@@ -80,7 +90,7 @@ def conformal_coverage(trained: list[TrainedFold], labelled: pl.DataFrame) -> di
         width += summary.mean_width * summary.rows
         rows += summary.rows
     return {
-        "level": CONFIDENCE,
+        "level": confidence,
         "coverage": inside / rows if rows else math.nan,
         "mean_width": width / rows if rows else math.nan,
         "rows": int(rows),
@@ -115,11 +125,13 @@ def fold_table(ours: Ours, test_rows: pl.DataFrame, plan: Plan, qlib: QlibRun | 
 
 
 def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
-    plan = PLANS[name]
+    plan = plan_for(name, args.variant)
+    if args.sample and plan.thin == "exclude":  # a sample is below the floor by construction
+        plan = dataclasses.replace(plan, thin="flag")
     adjusted = adjusted_bars(name, args.sample)
     context = context_of(adjusted, plan, sources)
     report.print_header(name, adjusted, plan)
-    config = LightGBMConfig()
+    config = plan.training.lightgbm()  # the asset's LightGBM settings
     clock = Clock()  # ours: features, labels, walk-forward, evaluation
 
     data = prepare(adjusted, context, plan, args.folds, clock)
@@ -127,7 +139,7 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
     with clock("evaluation (IC, books)"):
         our_score, our_books = scored(data, ours.predictions)
     with clock("conformal"):
-        conformal = conformal_coverage(ours.trained, data.labelled)
+        conformal = conformal_coverage(ours.trained, data.labelled, plan.training.confidence_level)
     our_total = clock.total(*clock.seconds)
 
     started = time.perf_counter()
@@ -166,15 +178,35 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
     print(f"factor chosen per fold (on training rows): {report.runs(chosen)}")
     report.print_fold_table(per_fold, qlib is not None)
     report.print_conformal(conformal)
-    report.print_sanity(sanity, plan)
+    report.print_sanity(sanity)
     report.print_times(times, qlib_rows)
+    ablated = None
+    if args.ablation and plan.cross_sectional:
+        started = time.perf_counter()
+        variants, chosen, market = ablation(data, config)
+        report.print_ablation(variants, chosen, market, plan)
+        print(f"ablation took {time.perf_counter() - started:.1f}s (outside every total)")
+        ablated = {
+            "market_wide": market,
+            "chosen_on_gate": chosen,
+            "variants": [
+                {"name": v.name, "columns": len(v.features), "gate": dataclasses.asdict(v.gate),
+                 "test": dataclasses.asdict(v.test),
+                 "books": {b: dataclasses.asdict(p) for b, p in v.books.items()}}
+                for v in variants
+            ],
+        }  # fmt: skip
     return {
         "set": name,
         "bars": adjusted.height,
         "instruments": adjusted["instrument"].n_unique(),
         "universe": plan.universe,
         "cross_sectional": plan.cross_sectional,
+        "variant": args.variant,
         "split": dataclasses.asdict(plan.split),
+        "lightgbm": dataclasses.asdict(config),
+        "thin_sessions": data.thin_days,
+        "thin_rule": plan.thin,
         "folds": [f.as_dict() for f in data.folds],
         "test_days": data.test_rows["date"].n_unique(),
         "test_rows": data.test_rows.height,
@@ -185,4 +217,5 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
         "conformal": conformal,
         "sanity": {k: dataclasses.asdict(v) for k, v in sanity.items()},
         "times": times,
+        "ablation": ablated,
     }

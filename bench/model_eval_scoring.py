@@ -16,6 +16,7 @@ from stock_assets.models.evaluation import (
     CostModel,
     Performance,
     daily_ic,
+    hac_lags,
     newey_west_variance,
     performance,
     portfolio_report,
@@ -27,30 +28,28 @@ from stock_assets.models.evaluation import (
 
 @dataclass
 class Score:
-    """IC figures of one prediction series over the test rows that have a label.
+    """IC figures of one prediction series over the scored test rows that have a label.
 
     Cross-sectional sets: the daily IC / rank IC over that day's universe (`evaluation.daily_ic`),
-    mean over days, ICIR, t = ICIR * sqrt(days) and Newey-West t's (`evaluation.summarize_ic`).
-    Few-name sets: per name, the correlation over time of its test rows (ranks for the rank IC),
-    pooled over names weighted by rows; t as if rows were independent, and Newey-West t's of the
-    same figure. ``*_nw_t``: `Plan.lags` = h-1 lags, for the overlap of consecutive labels
-    (neighbouring days' h-session returns share h-1 sessions); ``rank_ic_nw_long_t``:
-    `Plan.long_lags`, for persistent predictors meeting slow regimes in returns (the shorter
-    correction proved too optimistic on the time series: a model trained on shuffled labels
-    scored t NW4 -3.1 on MSFT). ``ic_t`` is the plain t on the cross-sectional sets and the
-    h-1-lag Newey-West t on the few-name sets (there equal to ``ic_nw_t``).
+    mean over days, ICIR, Newey-West t's (`evaluation.summarize_ic`). Few-name sets: per name,
+    the correlation over time of its test rows (ranks for the rank IC), pooled over names
+    weighted by rows, with Newey-West t's of the same figure. Every t is a Newey-West t:
+    ``*_nw_t`` with ``nw_lags`` = `evaluation.hac_lags` (at least the horizon) of the test
+    days, ``rank_ic_nw_long_t`` with ``long_lags`` (`Plan.long_lags`: 20 days, 252 rows of a
+    name), for persistent predictors meeting slow regimes in returns (on MSFT a model trained
+    on shuffled labels scored t -3.1 with 4 lags).
     """
 
     rank_ic: float
-    rank_ic_t: float
     rank_ic_nw_t: float
     rank_ic_nw_long_t: float
     icir: float
     ic: float
-    ic_t: float
     ic_nw_t: float
     n: int  # days (cross-sectional) or rows (time series)
     unit: str
+    nw_lags: int
+    long_lags: int
     per_name: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -84,22 +83,21 @@ def time_series_ic(
 
 def score(frame: pl.DataFrame, plan: Plan) -> Score:
     """``frame``: instrument, date, prediction, label (the labelled test rows)."""
-    lags = (plan.lags, plan.long_lags)
+    days = frame.filter(pl.col("label").is_not_null())["date"].n_unique()
+    lags = (hac_lags(plan.split.horizon, days), plan.long_lags)
     if plan.cross_sectional:
         daily = daily_ic(frame)
         rank, ic = summarize_ic(daily["rank_ic"], lags[0]), summarize_ic(daily["ic"], lags[0])
         return Score(
-            rank.mean, rank.t_stat, rank.nw_t_stat,
-            summarize_ic(daily["rank_ic"], lags[1]).nw_t_stat, rank.icir, ic.mean, ic.t_stat,
-            ic.nw_t_stat, rank.days, "days",
+            rank.mean, rank.nw_t_stat, summarize_ic(daily["rank_ic"], lags[1]).nw_t_stat,
+            rank.icir, ic.mean, ic.nw_t_stat, rank.days, "days", *lags,
         )  # fmt: skip
     rank, rank_var, per_name = time_series_ic(frame, lags, ranks=True)
     ic, ic_var, _ = time_series_ic(frame, lags, ranks=False)
     rows = sum(v["rows"] for v in per_name.values())
-    ic_nw_t = ic / math.sqrt(ic_var[0])
     return Score(
-        rank, rank * math.sqrt(rows), rank / math.sqrt(rank_var[0]),
-        rank / math.sqrt(rank_var[1]), math.nan, ic, ic_nw_t, ic_nw_t, rows, "rows", per_name,
+        rank, rank / math.sqrt(rank_var[0]), rank / math.sqrt(rank_var[1]), math.nan, ic,
+        ic / math.sqrt(ic_var[0]), rows, "rows", *lags, per_name,
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ Imported by plain name from bench/ (the entry script puts bench/ and the reposit
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -15,8 +16,9 @@ from model_eval_clock import Clock
 
 from stock_assets.bronze.replay import select_bars
 from stock_assets.gold.assemble import Context, assemble
+from stock_assets.gold.signals import SignalConfig, session_cross_sections
+from stock_assets.models.challenger import TrainingConfig
 from stock_assets.models.labels import Normalisation, forward_returns, labelled_universe
-from stock_assets.models.training import SHIPPED_SPLIT
 from stock_assets.models.walk_forward import Fold, SplitConfig, walk_forward_folds
 from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.sources import (
@@ -37,6 +39,19 @@ KEY = ["instrument", "date"]
 
 
 # -- what runs on each data set ---------------------------------------------------------------
+# What ships, from its one definition: the challenger asset's defaults (split, LightGBM, interval
+# level). Every plan evaluates it; a variant is a named change of those defaults, never the
+# headline.
+SHIPPED = TrainingConfig()
+VARIANTS: dict[str, TrainingConfig] = {
+    "shipped": SHIPPED,
+    # the asset's rolling window (its `rolling_sessions`): on 33-year sets an expanding window
+    # weighs 1990 like last year
+    "rolling": TrainingConfig(window="rolling"),
+}
+SIGNAL_FLOOR = SignalConfig()  # the platform's minimum cross-section to rank a session
+
+
 @dataclass(frozen=True)
 class Plan:
     """How one data set is evaluated.
@@ -44,53 +59,53 @@ class Plan:
     ``universe``: "membership" = the packaged S&P 500 membership point in time; "all" = every
     name with a bar is a member. ``cross_sectional``: daily cross-sectional IC and a top-k book
     (needs a real cross-section); otherwise time-series IC per name and a long-or-cash book.
+    ``thin``: what the scores do with sessions below the signal floor (`SIGNAL_FLOOR`):
+    "exclude" them (as `gold/signals` and `gold/backtest` do), "flag" them (a set whose every
+    session is below the floor: the figures are research, the platform would publish nothing),
+    or "none" (time series: nothing is ranked).
     """
 
-    split: SplitConfig
     universe: str
     cross_sectional: bool
     normalisation: Normalisation
+    thin: str
     k: int = 0  # top-k (and bottom-k) of the cross-sectional books
     note: str = ""
+    training: TrainingConfig = SHIPPED
 
     @property
-    def lags(self) -> int:
-        """Newey-West lags for the overlap of consecutive labels: horizon - 1."""
-        return self.split.horizon - 1
+    def split(self) -> SplitConfig:
+        return self.training.split()
 
     @property
     def long_lags(self) -> int:
-        """Newey-West lags of the conservative t: 20 days of daily ICs, 252 rows of a name."""
-        return 20 if self.cross_sectional else 252
+        """Lags of the conservative Newey-West t: 20 days of daily ICs, 252 rows of a name
+        (slow predictors meeting slow regimes in returns; both at least the horizon)."""
+        return max(20 if self.cross_sectional else 252, self.split.horizon)
 
 
-YEAR_SPLIT = SHIPPED_SPLIT  # the layout the challenger asset ships, from its one definition
-# 33-year sets: refit yearly on the last five years (3 at least), validate on the next half year
-LONG_SPLIT = SplitConfig(
-    horizon=5,
-    min_train_sessions=756,
-    validation_sessions=126,
-    refit_every=252,
-    window="rolling",
-    rolling_sessions=1260,
-)
 PLANS: dict[str, Plan] = {
-    "sp500_2009": Plan(YEAR_SPLIT, "membership", True, "rank_gauss", k=50),
+    "sp500_2009": Plan("membership", True, "rank_gauss", "exclude", k=50),
     "sp500_1990_adjclose": Plan(
-        LONG_SPLIT,
         "membership",
         True,
         "rank_gauss",
+        "flag",
         k=5,
         note="20 names picked in 2022 (survivors): membership only trims the early years",
     ),
     "msft_1986": Plan(
-        LONG_SPLIT, "all", False, "none", note="one name: no cross-section, time-series IC only"
+        "all", False, "none", "none", note="one name: no cross-section, time-series IC only"
     ),
     "tsd_ohlcv": Plan(
-        LONG_SPLIT, "all", False, "none", note="1-5 names a day: time-series IC per name"
+        "all", False, "none", "none", note="1-5 names a day: time-series IC per name"
     ),
 }
+
+
+def plan_for(name: str, variant: str) -> Plan:
+    """The set's plan with the training settings of ``variant`` (a key of `VARIANTS`)."""
+    return dataclasses.replace(PLANS[name], training=VARIANTS[variant])
 
 
 # -- bars and context -------------------------------------------------------------------------
@@ -156,6 +171,25 @@ class SetData:
     members: pl.DataFrame  # feature rows of the day's universe
     test_rows: pl.DataFrame  # labelled members of the test slices, with their fold
     book_rows: pl.DataFrame  # members of the test slices with their 1-session return
+    sessions: pl.DataFrame  # per test session: names, members, required, thin (and scored)
+
+    @property
+    def thin_days(self) -> int:
+        return int(self.sessions["thin"].sum())
+
+
+def test_sessions(book_rows: pl.DataFrame, universe: pl.DataFrame, plan: Plan) -> pl.DataFrame:
+    """`gold.signals.session_cross_sections` of the test slices (every member is predicted, so
+    its names are the day's members with a feature row), with ``scored``: the session counts
+    in the figures (not thin, or the plan does not exclude thin sessions)."""
+    ranked = book_rows.select("date", "instrument").with_columns(
+        role=pl.lit("champion"), in_universe=pl.lit(True), prediction=pl.lit(0.0)
+    )
+    floor = SIGNAL_FLOOR
+    sessions = session_cross_sections(ranked, universe, floor.min_names, floor.min_universe_share)
+    if not plan.cross_sectional:  # nothing is ranked across names
+        sessions = sessions.with_columns(thin=pl.lit(False))
+    return sessions.with_columns(scored=~pl.col("thin") | pl.lit(plan.thin != "exclude"))
 
 
 def with_fold(frame: pl.DataFrame, folds: list[Fold]) -> pl.DataFrame:
@@ -191,7 +225,10 @@ def prepare(
     book_rows = with_fold(members.select(KEY), folds).join(
         next_day.select(*KEY, "forward_return"), on=KEY, how="left"
     )
+    sessions = test_sessions(book_rows, context.universe, plan)
+    scored = sessions.filter("scored").select("date")
     return SetData(
-        plan, adjusted, features, folds, labels, labelled, members, with_fold(labelled, folds),
-        book_rows,
+        plan, adjusted, features, folds, labels, labelled, members,
+        with_fold(labelled, folds).join(scored, on="date"), book_rows.join(scored, on="date"),
+        sessions,
     )  # fmt: skip

@@ -52,9 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_eval_clock import load_average  # noqa: E402
 from model_eval_run import evaluate_set  # noqa: E402
-from model_eval_sets import PLANS, context_of, load_sources  # noqa: E402
-
-from stock_assets.models.walk_forward import LightGBMConfig  # noqa: E402
+from model_eval_sets import PLANS, VARIANTS, context_of, load_sources  # noqa: E402
 
 __all__ = ["PLANS", "context_of", "load_average", "load_sources"]  # bench/scaling.py uses these
 
@@ -67,6 +65,12 @@ def main() -> None:
     parser.add_argument("--no-qlib", action="store_true", help="skip Qlib's workflow")
     parser.add_argument("--sample", type=int, default=0, help="about N instruments (0: all)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--variant", default="shipped", choices=list(VARIANTS), help="training settings"
+    )
+    parser.add_argument(
+        "--ablation", action="store_true", help="market-wide features ablation (cross-sections)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = set(names) - set(PLANS)
@@ -74,8 +78,13 @@ def main() -> None:
         parser.error(f"unknown sets {sorted(unknown)}; choose from {', '.join(PLANS)}")
     warnings.filterwarnings("ignore", category=UserWarning)
     started = time.perf_counter()
+    training = VARIANTS[args.variant]
     print(f"load average at start: {load_average()}; polars threads {pl.thread_pool_size()}, "
-          f"LightGBM threads {LightGBMConfig().num_threads}")  # fmt: skip
+          f"LightGBM threads {training.lightgbm().num_threads}")  # fmt: skip
+    print(
+        f"training settings ({args.variant}, models.challenger.TrainingConfig): "
+        f"{training.split()}; {training.lightgbm()}; intervals {training.confidence_level:.0%}"
+    )
     sources = load_sources()
     print(f"context sources (macro, earnings, membership, news tone) loaded in "
           f"{sources.seconds:.1f}s, outside both totals")  # fmt: skip
