@@ -178,7 +178,7 @@ class SetData:
         return int(self.sessions["thin"].sum())
 
 
-def test_sessions(book_rows: pl.DataFrame, universe: pl.DataFrame, plan: Plan) -> pl.DataFrame:
+def scored_sessions(book_rows: pl.DataFrame, universe: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     """`gold.signals.session_cross_sections` of the test slices (every member is predicted, so
     its names are the day's members with a feature row), with ``scored``: the session counts
     in the figures (not thin, or the plan does not exclude thin sessions)."""
@@ -225,7 +225,7 @@ def prepare(
     book_rows = with_fold(members.select(KEY), folds).join(
         next_day.select(*KEY, "forward_return"), on=KEY, how="left"
     )
-    sessions = test_sessions(book_rows, context.universe, plan)
+    sessions = scored_sessions(book_rows, context.universe, plan)
     scored = sessions.filter("scored").select("date")
     return SetData(
         plan, adjusted, features, folds, labels, labelled, members,
