@@ -11,15 +11,17 @@ from stock_assets import tables
 from stock_assets.gold.assemble import Context, assemble
 from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import FLOAT_FEATURES, SCHEMA
+from stock_assets.models.reproduce import first_difference, recompute_features
 from stock_assets.partitions import range_tags
 from stock_assets.pit import ANNOUNCE_DAYS, adjust_bars, members_on
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, today_utc
-from stock_assets.silver.earnings_calendar import parse_events
-from stock_assets.silver.index_membership import parse_intervals
+from stock_assets.silver.earnings_calendar import earnings_calendar, parse_events
+from stock_assets.silver.index_membership import index_membership, parse_intervals
 from stock_assets.silver.macro_indicators import not_observed, parse_observations
 from stock_assets.silver.market_sentiment import daily_sentiment
 from stock_assets.silver.news_sentiment import parse_articles, score_articles
+from stock_assets.silver.universe import universe
 from stock_assets_tests.conftest import FIRST, LAST
 
 TOLERANCE = 1e-9  # the indicators' stated tolerance for a lookback computation (FEATURES.md)
@@ -225,3 +227,40 @@ def test_features_up_to_t_are_bit_identical_when_every_row_after_t_is_removed(
     key = ["date", "instrument"]
     before = full.filter(pl.col("date") <= t).sort(key)
     assert_frame_equal(before, cut.sort(key), check_exact=True)
+
+
+def test_a_stored_row_is_recomputed_bit_for_bit_from_its_recorded_versions(tmp_path, adjusted):
+    """With the real earnings calendar and membership stored as vintages: each row names the
+    versions it read, and `recompute_features` gives the same bits after the inputs moved on."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, FIRST, LAST)
+    sources = {"lake": lake, "earnings_source": EarningsSource()}
+    assert dg.materialize([earnings_calendar], resources=sources).success
+    members = {"lake": lake, "membership_source": MembershipSource()}
+    assert dg.materialize([index_membership], resources=members).success
+    months = range_tags("2010-05-01", "2010-06-01")
+    assert dg.materialize([universe], resources={"lake": lake}, tags=months).success
+    june = range_tags("2010-06-01", "2010-06-30")
+    assert dg.materialize([daily_features], resources={"lake": lake}, tags=june).success
+    stored = lake.read(tables.GOLD_DAILY_FEATURES)
+    for column, table in tables.FEATURE_INPUTS.items():
+        assert stored[column].unique().to_list() == [lake.version(table)], column
+    assert stored["days_to_earnings"].is_not_null().sum() > 0
+
+    # a later run starting mid-month (OBV continues from the stored value), then the inputs
+    # move on: new versions of the universe and the earnings calendar
+    later = range_tags("2010-06-14", "2010-06-30")
+    assert dg.materialize([daily_features], resources={"lake": lake}, tags=later).success
+    assert dg.materialize([universe], resources={"lake": lake}, tags=months).success
+    assert dg.materialize([earnings_calendar], resources=sources).success
+    day = dt.date(2010, 6, 15)
+    row = (
+        lake.read_dates(tables.GOLD_DAILY_FEATURES, day, day)
+        .filter(pl.col("ticker") == "AAPL")
+        .row(0, named=True)
+    )
+    assert row["computed_from"] == dt.date(2010, 6, 14) and row["obv_anchor_version"] is not None
+    assert row["universe_version"] < lake.version(tables.UNIVERSE)  # read at the older one
+    again = recompute_features(lake, row).filter(pl.col("instrument") == row["instrument"])
+    again = again.filter(pl.col("date") == day).row(0, named=True)
+    assert first_difference(row, again, list(SCHEMA)) is None
