@@ -8,9 +8,11 @@ exact messages on the broker, and still to the same ones after a corrected bar i
 
 import datetime as dt
 import json
+import shutil
 
 import dagster as dg
 import polars as pl
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from stock_assets import tables
@@ -21,7 +23,7 @@ from stock_assets.gold.predictions import predictions
 from stock_assets.models.audit import prediction_chain
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
-from stock_assets.models.reproduce import first_difference, recompute_features, reproduce
+from stock_assets.models.reproduce import reproduce
 from stock_assets.partitions import range_tags
 from stock_assets.pit import members_on
 from stock_assets.resources.kafka import KafkaResource
@@ -144,18 +146,27 @@ def test_a_stored_prediction_is_reproduced_bit_for_bit(delivered, monkeypatch, c
     assert "bit-identical" in capsys.readouterr().out
 
 
-def test_a_reproduction_names_the_first_column_that_differs(delivered):
-    """The comparison can fail: a stored row whose input changed under the same version number
-    is impossible in Delta, so compare a recomputed row with a neighbour's stored values."""
-    lake = delivered.lake
+def test_a_reproduction_reports_the_first_difference(delivered, tmp_path):
+    """On a copy of the delivered lake: a stored score that its inputs and model do not give is
+    reported with both values; features rewritten after the prediction change nothing, since
+    the prediction names the version it read."""
+    copy = tmp_path / "lake"
+    shutil.copytree(delivered.lake.root, copy)
+    lake, registry = LakeResource(root=str(copy)), delivered.registry
     day = dt.date(2010, 7, 15)
-    stored = lake.read_dates(tables.GOLD_DAILY_FEATURES, day, day)
-    aapl = stored.filter(pl.col("ticker") == "AAPL").row(0, named=True)
-    again = recompute_features(lake, aapl).filter(pl.col("date") == day)
-    other = again.filter(pl.col("ticker") != "AAPL").row(0, named=True)
-    column, was, now = first_difference(aapl, other, list(SCHEMA))
-    assert column == "instrument" and was == "AAPL" and now == other["instrument"]
-    same = again.filter(pl.col("ticker") == "AAPL").row(0, named=True)
-    assert first_difference(aapl, same, list(SCHEMA)) is None
-    nudged = {**same, "obv": same["obv"] + 1.0}
-    assert first_difference(aapl, nudged, list(SCHEMA))[0] == "obv"
+    stored = lake.read_dates(tables.GOLD_PREDICTIONS, day, day)
+    aapl = (pl.col("ticker") == "AAPL") & (pl.col("role") == "champion")
+    nudge = pl.when(aapl).then(pl.col("prediction") + 1e-12).otherwise(pl.col("prediction"))
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, stored.with_columns(prediction=nudge), day, day)
+    reproduction = reproduce(lake, registry, "AAPL", day)
+    assert not reproduction.identical
+    column, was, again = reproduction.first_difference
+    assert column == "prediction" and was - again == pytest.approx(1e-12, abs=1e-15)
+    assert "first difference in prediction" in reproduction.summary()
+
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, stored, day, day)  # back to the stored score
+    features = lake.read_dates(tables.GOLD_DAILY_FEATURES, day, day)
+    lake.overwrite_dates(
+        tables.GOLD_DAILY_FEATURES, features.with_columns(obv=pl.col("obv") * 2), day, day
+    )
+    assert reproduce(lake, registry, "AAPL", day).identical  # read at the recorded version
