@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import orjson
 import polars as pl
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
@@ -40,6 +40,7 @@ from serving.contract import (
     ready_snapshot,
     tickers_of,
 )
+from serving.explanations import stored_explanation
 from serving.gate import Gate
 from serving.lane import StockApi
 from serving.online import from_cache, from_feast
@@ -103,7 +104,10 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
 
 def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one closure per route
     async def latest(request: Request) -> Response:
-        """The newest session's stored predictions with interval and signal."""
+        """Each ticker's newest stored prediction up to the newest session with a full
+        cross-section (``data_date``), with interval and signal; a ticker that did not trade that
+        session answers with its own latest (its ``date``). Newer thin sessions are listed in
+        ``thin_sessions_after``, not served as latest."""
         snap = ready_snapshot(service)
         tickers, role = latest_query(request.scope["query_string"])
         by_ticker = snap.latest[role]
@@ -122,6 +126,7 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "predictions_table_version": snap.versions.get(PREDICTIONS),
             "model_versions": versions,
             "session": session_status(snap),
+            "thin_sessions_after": snap.thin_after,
             "missing": missing,
         }
         body = orjson.dumps(head)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
@@ -149,12 +154,14 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         role = service.role_for(key, snap)
         model = snap.models[role]
         max_age = service.settings.feature_max_age
+        top = payload.top if payload.explain else None
         if payload.source == "cache":
             if snap.online is None:
                 raise ApiError(503, "not_ready", "the online feature cache is not loaded")
-            items = from_cache(snap.online, model, names, max_age)
+            items = from_cache(snap.online, model, names, max_age, top)
         else:
-            items = await asyncio.to_thread(from_feast, service.feast, model, names, max_age)
+            read = from_feast
+            items = await asyncio.to_thread(read, service.feast, model, names, max_age, top)
         version = model.card.version
         service.metrics.model_request("on_demand", role, version)
         dates = [i["feature_date"] for i in items if i["feature_date"] is not None]
@@ -251,6 +258,28 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "model_versions": sorted(frame["model_version"].unique().to_list()),
             "items": frame.drop("ticker", "instrument").to_dicts(),
         }
+        return json_response(body)
+
+    @app.get(
+        "/v1/predictions/{ticker}/explanation",
+        response_model=s.Explanation,
+        responses=ERRORS,
+        tags=["predictions"],
+    )
+    async def explanation(
+        ticker: TickerPath,
+        date: dt.date | None = None,
+        role: s.Role = "champion",
+        top: Annotated[int, Query(ge=1, le=50)] = 10,
+    ):
+        """Why a stored prediction is what it is: the largest feature contributions (LightGBM's
+        own, which with the bias add up to the score), computed from the features it was scored
+        on by the model version that made it. ``date`` defaults to the ticker's latest."""
+        snap = ready_snapshot(service)
+        name = tickers_of([ticker], service, snap)[0]
+        body = await asyncio.to_thread(
+            stored_explanation, snap, service.boosters, name, date, role, top
+        )
         return json_response(body)
 
     @app.get("/v1/signals/latest", response_model=s.Signals, responses=ERRORS, tags=["signals"])

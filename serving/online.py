@@ -27,6 +27,7 @@ from stock_assets.feast.feature_store import (
     online_features,
     open_store,
 )
+from stock_assets.models.explain import explain, explain_matrix
 from stock_assets.models.walk_forward import feature_matrix, predict
 from stock_assets.outputs import ModelCard
 
@@ -136,14 +137,23 @@ def status_of(event_us: int | None, now_us: int, max_age_us: int) -> str:
 
 
 def from_cache(
-    cache: OnlineCache, model: ServedModel, tickers: Sequence[str], max_age: dt.timedelta
+    cache: OnlineCache,
+    model: ServedModel,
+    tickers: Sequence[str],
+    max_age: dt.timedelta,
+    top: int | None = None,
 ) -> list[dict]:
-    """One item per ticker: the model's prediction and interval on the cached online row."""
+    """One item per ticker: the model's prediction and interval on the cached online row (and,
+    with ``top``, its explanation)."""
     now_us = (dt.datetime.now(dt.UTC) - _EPOCH) // dt.timedelta(microseconds=1)
     max_age_us = max_age // dt.timedelta(microseconds=1)
     rows = [cache.index.get(t) for t in tickers]
     present = [r for r in rows if r is not None]
-    values = model.score(cache.matrices[model.card.version][present]) if present else []
+    matrix = cache.matrices[model.card.version][present]
+    values = model.score(matrix) if present else []
+    whys = (
+        explain_matrix(model.booster, matrix, top, model.num_iteration) if top and present else []
+    )
     items, position = [], 0
     for ticker, row in zip(tickers, rows, strict=True):
         if row is None:
@@ -154,31 +164,42 @@ def from_cache(
         event = cache.event_us[row]
         status = status_of(event, now_us, max_age_us)
         day, version = cache.dates[row], cache.versions[row]
-        items.append(_item(ticker, value, model.card, day, version, status, (now_us - event) / 1e6))
+        item = _item(ticker, value, model.card, day, version, status, (now_us - event) / 1e6)
+        if whys:
+            item["explanation"] = whys[position - 1].as_dict()
+        items.append(item)
     return items
 
 
 def from_feast(
-    reader: FeastReader, model: ServedModel, tickers: Sequence[str], max_age: dt.timedelta
+    reader: FeastReader,
+    model: ServedModel,
+    tickers: Sequence[str],
+    max_age: dt.timedelta,
+    top: int | None = None,
 ) -> list[dict]:
-    """The cold path: Feast's online read now, scored by `walk_forward.predict`."""
+    """The cold path: Feast's online read now, scored by `walk_forward.predict` (and, with
+    ``top``, explained)."""
     frame = reader.read(tickers, dt.datetime.now(dt.UTC), max_age)
     found = frame.filter(pl.col("status") != "missing")
     scored = predict(model.booster, found) if found.height else None
+    whys = explain(model.booster, found, top) if top and found.height else [None] * found.height
     by_ticker = {}
     if scored is not None:
-        for row, value in zip(found.iter_rows(named=True), scored["prediction"], strict=True):
-            by_ticker[row["ticker"]] = (row, value)
+        rows = zip(found.iter_rows(named=True), scored["prediction"], whys, strict=True)
+        for row, value, why in rows:
+            by_ticker[row["ticker"]] = (row, value, why)
     items = []
     for ticker in tickers:
         if ticker not in by_ticker:
             items.append(_missing(ticker))
             continue
-        row, value = by_ticker[ticker]
+        row, value, why = by_ticker[ticker]
         age = row["age"].total_seconds() if row["age"] is not None else None
-        items.append(
-            _item(ticker, value, model.card, row["date"], row[VERSION], row["status"], age)
-        )
+        item = _item(ticker, value, model.card, row["date"], row[VERSION], row["status"], age)
+        if why is not None:
+            item["explanation"] = why.as_dict()
+        items.append(item)
     return items
 
 

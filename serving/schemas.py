@@ -46,6 +46,9 @@ class StoredPrediction(BaseModel):
     in_universe: bool | None
     model: ModelRef
     feature_table_version: int
+    thin: bool | None = Field(
+        None, description="its session was below the signals' floor (too few names to rank)"
+    )
     signal: Signal | None = None
 
 
@@ -68,7 +71,11 @@ class LatestPredictions(BaseModel):
     predictions_table_version: int
     model_versions: list[str]
     session: SessionStatus | None = None
-    missing: list[str] = Field(description="known tickers without a prediction that session")
+    thin_sessions_after: list[ThinSession] = Field(
+        default_factory=list,
+        description="newer sessions below the signals' floor, not served as latest",
+    )
+    missing: list[str] = Field(description="known tickers with no prediction up to data_date")
     items: list[StoredPrediction]
 
 
@@ -129,6 +136,30 @@ class Signals(BaseModel):
     positions: list[Position]
 
 
+class FeatureContribution(BaseModel):
+    feature: str
+    value: float | None = Field(description="the input the booster saw (null: missing)")
+    contribution: float = Field(description="its share of the raw score, in the score's units")
+
+
+class Why(BaseModel):
+    raw_score: float = Field(description="bias + every contribution (equals the prediction)")
+    bias: float = Field(description="the model's expected raw score (LightGBM's last column)")
+    top: list[FeatureContribution] = Field(description="largest contributions by size")
+    rest: float = Field(description="summed contributions of the features not in top")
+    features: int = Field(description="features the model has")
+
+
+class Explanation(Why):
+    ticker: str
+    date: dt.date
+    role: Role
+    model: ModelRef = Field(description="the version that made the stored prediction")
+    prediction: float = Field(description="the stored score (rank-gaussian return units)")
+    feature_table_version: int = Field(description="gold/daily_features version explained")
+    session: SessionStatus
+
+
 class OnDemandRequest(BaseModel):
     tickers: list[Ticker] = Field(min_length=1, description="tickers to score now")
     source: Literal["cache", "feast"] = Field(
@@ -136,6 +167,8 @@ class OnDemandRequest(BaseModel):
         description="cache: the online rows the service holds (refreshed when the feature table "
         "moves); feast: a cold read of the Feast online store for this request",
     )
+    explain: bool = Field(False, description="add each item's feature contributions")
+    top: int = Field(10, ge=1, le=50, description="contributions per explanation")
 
 
 class OnDemandItem(BaseModel):
@@ -149,6 +182,7 @@ class OnDemandItem(BaseModel):
     feature_table_version: int | None
     status: Literal["fresh", "stale", "missing"]
     age_seconds: float | None
+    explanation: Why | None = Field(None, description="when the request asked to explain")
 
 
 class Assignment(BaseModel):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from serving.explanations import Boosters
 from serving.gate import Metrics, TokenBucket, key_table
 from serving.online import FeastReader
 from serving.settings import ApiKey, Settings
@@ -51,6 +52,7 @@ class Service:
         self.started_at = dt.datetime.now(dt.UTC)
         self._outputs, self._feast = outputs, feast
         self.loader: Loader | None = None
+        self.boosters = Boosters()  # older versions' boosters, for explanations
         self.feast: FeastReader | None = None
         self.last_error: str | None = None
         self._rollout_stamp: tuple | None = None

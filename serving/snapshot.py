@@ -40,6 +40,7 @@ class Snapshot:
     tickers: frozenset[str] = frozenset()
     latest: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)  # role -> ticker
     latest_versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by role
+    thin_after: tuple[dict, ...] = ()  # thin sessions newer than data_date (left out of latest)
     bodies: Mapping[str, bytes] = field(default_factory=dict)  # whole responses, by name
     quality: tuple[dict, ...] = ()  # realised rank IC per stored (role, version)
     backtest: pl.DataFrame | None = None  # daily rows, small: filtered in memory per request
@@ -113,7 +114,7 @@ class Loader:
             known = [m for m in previous.models.values() if m and m.card.version == card.version]
             booster = known[0].booster if known else pinned.registry.load_booster(card.version)
             models[role] = ServedModel(card, booster)
-        data_date = pinned.newest_session()
+        data_date = pinned.latest_session()  # the newest full cross-section
         known_tickers = pinned.tickers()
         frames = {role: pinned.latest_predictions(role=role) for role in ROLES}
         latest = {role: _serialise_latest(frame) for role, frame in frames.items()}
@@ -136,6 +137,7 @@ class Loader:
             tickers=frozenset(known_tickers["ticker"].to_list()),
             latest=latest,
             latest_versions=latest_versions,
+            thin_after=tuple(pinned.thin_sessions(_after(data_date)).to_dicts()),
             bodies=_bodies(pinned, known_tickers, data_date, models, quality),
             quality=quality,
             backtest=pinned.backtest(),
@@ -175,6 +177,10 @@ class Loader:
             return snapshot.online
 
 
+def _after(day: dt.date | None) -> dt.date | None:
+    return day + dt.timedelta(days=1) if day else None
+
+
 def _with_online(snapshot: Snapshot, online: OnlineCache | None) -> Snapshot:
     models = [m for m in snapshot.models.values() if m is not None]
     cache = online.with_models(models) if online is not None else None
@@ -201,6 +207,7 @@ def _serialise_latest(frame: pl.DataFrame) -> dict[str, bytes]:
             "in_universe": row["in_universe"],
             "model": model,
             "feature_table_version": row["feature_table_version"],
+            "thin": row["thin"],
             "signal": signal,
         }
         items[row["ticker"]] = orjson.dumps(item)

@@ -40,6 +40,8 @@ TRACKED = {
     )
 }
 SIGNAL_COLUMNS = ["rank", "side", "weight", "rule"]
+# returns and prices, read when gold/predictions carries them (the readers show them then)
+OPTIONAL_COLUMNS = ("expected_return", "expected_price", "price_lower", "price_upper")
 PREDICTION_COLUMNS = [
     "ticker",
     "instrument",
@@ -155,19 +157,48 @@ class Outputs:
             frame.filter(pl.col("role") == CHAMPION).select(pl.col("date").max()).collect().item()
         )
 
+    def latest_session(self) -> dt.date | None:
+        """The newest session with a full cross-section: the newest champion session that
+        gold/signals ranked (a thin session has no signals). Falls back to the newest predicted
+        session when none was ranked yet (its figures then carry the thin flag)."""
+        newest = self.newest_session()
+        signals = self._scan(tables.GOLD_SIGNALS)
+        if newest is None or signals is None:
+            return newest
+        ranked = signals.filter(pl.col("date") <= newest).select(pl.col("date").max())
+        return ranked.collect().item() or newest
+
     def latest_predictions(
         self, tickers: Iterable[str] | None = None, role: str = CHAMPION
     ) -> pl.DataFrame:
-        """The newest session's ``role`` predictions with interval, model and (for the
-        champion; null otherwise) the signal: ``PREDICTION_COLUMNS`` + ``SIGNAL_COLUMNS``."""
-        day = self.newest_session()
+        """Each ticker's newest ``role`` prediction up to `latest_session` (its own date when it
+        did not trade that session), with interval, model, ``thin`` (its session below the
+        signals' floor) and (for the champion; null otherwise) the signal of that date:
+        ``PREDICTION_COLUMNS`` + ``thin`` + ``SIGNAL_COLUMNS``."""
+        day = self.latest_session()
         if day is None:
-            return _empty(PREDICTION_COLUMNS + SIGNAL_COLUMNS)
-        rows = self._rows_on(day, role, tickers)
-        signals = self.signals(day).select("ticker", "date", *SIGNAL_COLUMNS)
-        if role != CHAMPION:  # signals rank the champion's predictions only
-            signals = signals.clear()
-        return rows.join(signals, on=["ticker", "date"], how="left").sort("ticker")
+            return _empty([*PREDICTION_COLUMNS, "thin", *SIGNAL_COLUMNS])
+        frame = self._scan(tables.GOLD_PREDICTIONS).filter(
+            pl.col("role") == role, pl.col("date") <= day, pl.col("month") <= f"{day:%Y-%m}"
+        )
+        if tickers is not None:
+            frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
+        newest = frame.group_by("ticker").agg(pl.col("date").max())
+        rows = frame.join(newest, on=["ticker", "date"]).select(PREDICTION_COLUMNS).collect()
+        thin = self.thin_sessions(rows["date"].min(), day) if rows.height else None
+        thin_days = thin["date"] if thin is not None else pl.Series([], dtype=pl.Date)
+        rows = rows.with_columns(thin=pl.col("date").is_in(thin_days.implode()))
+        signals = self._scan(tables.GOLD_SIGNALS)
+        if signals is None or role != CHAMPION or rows.is_empty():  # signals rank the champion
+            schema = tables.GOLD_SIGNALS.schema
+            nulls = [pl.lit(None, schema[c]).alias(c) for c in SIGNAL_COLUMNS]
+            return rows.with_columns(nulls).sort("ticker")
+        dates = rows["date"].unique()
+        picked = signals.filter(
+            pl.col("month").is_in(dates.dt.strftime("%Y-%m").unique().implode()),
+            pl.col("date").is_in(dates.implode()),
+        ).select("ticker", "date", *SIGNAL_COLUMNS)
+        return rows.join(picked.collect(), on=["ticker", "date"], how="left").sort("ticker")
 
     def prediction_history(
         self,
@@ -188,7 +219,31 @@ class Outputs:
             frame = frame.filter(pl.col("date") <= end, pl.col("month") <= f"{end:%Y-%m}")
         if role is not None:
             frame = frame.filter(pl.col("role") == role)
-        return frame.select(PREDICTION_COLUMNS).sort("date", "role").collect()
+        extra = [c for c in OPTIONAL_COLUMNS if c in frame.collect_schema()]
+        return frame.select(*PREDICTION_COLUMNS, *extra).sort("date", "role").collect()
+
+    def stored_prediction(self, ticker: str, day: dt.date, role: str = CHAMPION) -> dict | None:
+        """The stored ``role`` prediction of ``ticker`` for ``day`` (None: nothing stored)."""
+        frame = self._scan(tables.GOLD_PREDICTIONS)
+        if frame is None:
+            return None
+        found = frame.filter(
+            pl.col("month") == f"{day:%Y-%m}",
+            pl.col("date") == day,
+            pl.col("ticker") == ticker,
+            pl.col("role") == role,
+        ).collect()
+        return found.row(0, named=True) if found.height else None
+
+    def prediction_features(self, prediction: Mapping) -> pl.DataFrame:
+        """The gold/daily_features row a stored prediction was scored on: its instrument and
+        date at the ``feature_table_version`` it recorded (Delta time travel), so a later
+        recomputation of the features does not change what explains it."""
+        day = prediction["date"]
+        frame = self.lake.read_dates(
+            tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]
+        )
+        return frame.filter(pl.col("instrument") == prediction["instrument"])
 
     def tickers(self) -> pl.DataFrame:
         """Every ticker with a stored prediction: ``ticker, instrument, first_date, last_date,

@@ -1,0 +1,65 @@
+"""What "latest" means: the newest session with a full cross-section, and for a ticker that did
+not trade in it, its own latest. Tested on a copy of the delivered state where one late bar's
+prediction lands on a new (thin) session and one ticker has no row on the newest full one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import orjson
+import polars as pl
+import pytest
+
+from serving.snapshot import Loader, Snapshot
+from stock_assets import tables
+from stock_assets.lake import Lake
+from stock_assets.outputs import Outputs
+
+pytestmark = pytest.mark.timeout(900)
+LATE = dt.date(2010, 8, 2)  # the session after the delivered state's last (a Friday)
+
+
+@pytest.fixture
+def late_bar_state(delivered, tmp_path) -> Outputs:
+    shutil.copytree(delivered.lake.root, tmp_path / "lake")
+    lake = Lake(str(tmp_path / "lake"))
+    newest = lake.read(tables.GOLD_SIGNALS)["date"].max()
+    day = lake.read_dates(tables.GOLD_PREDICTIONS, newest, newest)
+    late = day.filter(pl.col("ticker") == "AAPL").with_columns(
+        date=pl.lit(LATE), month=pl.lit(f"{LATE:%Y-%m}")
+    )  # one data set's late bar: a session of one name, below the signals' floor
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, late, LATE, LATE)
+    without = day.filter(pl.col("ticker") != "ADI")  # ADI did not trade on the newest session
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, without, newest, newest)
+    return Outputs(lake, delivered.registry)
+
+
+def test_latest_is_the_newest_full_session_and_each_ticker_its_own(late_bar_state, delivered):
+    out = late_bar_state
+    full = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
+    assert out.newest_session() == LATE and out.latest_session() == full
+    assert out.thin_sessions(LATE).rows() == [(LATE, 1)]
+    latest = out.latest_predictions()
+    known = out.tickers()["ticker"].to_list()
+    assert latest["ticker"].to_list() == sorted(known)  # nobody missing
+    aapl, adi = (latest.filter(pl.col("ticker") == t).row(0, named=True) for t in ("AAPL", "ADI"))
+    assert aapl["date"] == full and aapl["thin"] is False and aapl["side"] is not None
+    previous = delivered.lake.read(tables.GOLD_PREDICTIONS).filter(
+        pl.col("ticker") == "ADI", pl.col("role") == "champion", pl.col("date") < full
+    )
+    stored = previous.sort("date").row(previous.height - 1, named=True)
+    assert adi["date"] == stored["date"] and adi["prediction"] == stored["prediction"]
+    signal = delivered.lake.read_dates(tables.GOLD_SIGNALS, stored["date"], stored["date"])
+    assert adi["rank"] == signal.filter(pl.col("ticker") == "ADI")["rank"][0]
+
+
+def test_the_served_snapshot_answers_every_ticker_and_names_the_thin_session(late_bar_state):
+    snapshot = Loader(late_bar_state, None).refresh(Snapshot())
+    full = late_bar_state.latest_session()
+    assert snapshot.data_date == full
+    assert snapshot.thin_after == ({"date": LATE, "names": 1},)
+    items = {t: orjson.loads(b) for t, b in snapshot.latest["champion"].items()}
+    assert set(items) == set(snapshot.tickers)
+    assert items["AAPL"]["date"] == full.isoformat() and items["ADI"]["date"] < full.isoformat()
+    assert {i["thin"] for i in items.values()} == {False}
