@@ -17,6 +17,7 @@ from stock_assets.pit import (
     back_adjust,
     earnings_proximity,
     instrument_map,
+    known_on,
     macro_as_of,
     macro_as_of_wide,
     members_on,
@@ -27,6 +28,7 @@ from stock_assets.resources.sources import EarningsSource, MacroSource, Membersh
 from stock_assets.silver.earnings_calendar import parse_events
 from stock_assets.silver.index_membership import parse_intervals
 from stock_assets.silver.macro_indicators import not_observed, parse_observations
+from stock_assets.silver.vintages import merge_vintage
 
 TODAY = dt.date(2026, 1, 1)
 GIS_SPLIT = dt.date(2010, 6, 9)
@@ -193,3 +195,23 @@ def test_membership_intervals_are_half_open():
     assert members_on(intervals, days)["date"].to_list() == days[1:3]
     still = members_on(intervals.with_columns(member_until=pl.lit(None, pl.Date)), days)
     assert still["date"].to_list() == days[1:]
+
+
+def test_vintages_keep_first_seen_and_a_relisted_entry_is_a_new_one():
+    """Mechanics of `silver.vintages.merge_vintage` and `known_on` on a three-row calendar."""
+    day1, day2, day3 = dt.date(2010, 1, 4), dt.date(2010, 2, 1), dt.date(2010, 3, 1)
+    snapshot = pl.DataFrame(
+        {"ticker": ["A", "A", "B"], "earnings_date": [day2, day3, day3], "source": "s"}
+    )
+    v1 = merge_vintage(pl.DataFrame(), snapshot, ["ticker", "earnings_date"], day1, pl.lit(day1))
+    v2 = merge_vintage(v1, snapshot.head(2), ["ticker", "earnings_date"], day2, pl.lit(day1))
+    v3 = merge_vintage(v2, snapshot, ["ticker", "earnings_date"], day3, pl.lit(day1))
+    assert v3.height == 4  # B dropped on day2, listed again on day3: a second entry
+    b = v3.filter(pl.col("ticker") == "B").sort("first_seen")
+    assert b.select("first_seen", "dropped_on").rows() == [(day1, day2), (day3, None)]
+    assert v3.filter(pl.col("ticker") == "A")["first_seen"].to_list() == [day1, day1]
+    known = {
+        day: v3.filter(known_on(pl.lit(day)))["ticker"].sort().to_list()
+        for day in (day1, day2, day3)
+    }
+    assert known == {day1: ["A", "A", "B"], day2: ["A", "A"], day3: ["A", "A", "B"]}
