@@ -5,10 +5,7 @@ halved, volumes doubled). Each family below shares every bar dated <= t and diff
 every bar after t perturbed, KO's later volumes cut, or the rows after t or t + 1 removed (so
 the row count changes, not only values). Corporate actions are re-detected from each variant's
 bars, then the adjusted bars and the features (the pure functions `gold/daily_features` runs)
-dated <= t must be identical: the adjusted bars bit for bit; the features to FEATURE_TOLERANCE,
-because polars splits float reductions by row count over its threads, so removing rows after t
-moves the last bits (measured: up to 8e-15 absolute, 2e-13 relative, in 14 columns). The
-look-ahead this guards against moved KO's adjusted close on t by a factor 2.
+dated <= t must be bit-identical.
 """
 
 import datetime as dt
@@ -33,7 +30,6 @@ T1, T2 = dt.date(2010, 6, 18), dt.date(2010, 6, 21)  # the next two sessions wit
 FEATURES_FROM = dt.date(2010, 6, 10)
 HISTORY_FROM = dt.date(2010, 1, 4)  # the same history start for every variant (TA-Lib warm-up)
 PRICES = ("open", "high", "low", "close")
-FEATURE_TOLERANCE = {"rel_tol": 1e-12, "abs_tol": 1e-13}
 KO = pl.col("ticker") == "KO"
 
 
@@ -151,7 +147,7 @@ def test_adjusted_bars_and_features_up_to_t_are_identical_whatever_comes_after(f
     assert upto_t(base_features).height > 500  # every instrument's rows of 2010-06-10..t
     for name, (_, adjusted, features) in runs.items():
         assert upto_t(adjusted).equals(upto_t(base_adjusted)), name
-        assert_frame_equal(upto_t(features), upto_t(base_features), **FEATURE_TOLERANCE)
+        assert_frame_equal(upto_t(features), upto_t(base_features), check_exact=True)
         if name == "all bars":
             continue
         later = pl.col("date") > T
