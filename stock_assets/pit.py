@@ -4,8 +4,9 @@ Every join here looks backwards only. A value is visible on day t when it was kn
 close: macro observations from their ``known_from``, corporate actions from
 ``max(effective_date, known_from)`` (an instrument is set aside while its event is undecided),
 earnings dates from the previous release (and the next one
-only once it would have been announced), index membership from its interval. Features, labels
-and the API import these; none of them imports an asset module.
+only once it would have been announced), index membership from its interval; earnings dates
+and membership intervals only once first seen and until dropped (`known_on`, vintages).
+Features, labels and the API import these; none of them imports an asset module.
 """
 
 from __future__ import annotations
