@@ -8,7 +8,9 @@ across stocks on a day, scaled by the market state). Market-wide columns are fou
 (one value per day among the members, on the rows before the first test slice), not listed.
 
 The choice is made on the gate slices (rows no model was fitted or stopped on, before each
-test slice); the test figures are reported beside it and never choose.
+test slice) with the platform's promotion rule: a variant replaces "all features" only if its
+paired Newey-West t on the same gate days reaches `gate.MIN_T` (`gate.promotes`); the test
+figures are reported beside it and never choose.
 
 Imported by plain name from bench/ (the entry script puts bench/ on ``sys.path``).
 """
@@ -23,6 +25,7 @@ from model_eval_scoring import Score, scored
 from model_eval_sets import SIGNAL_FLOOR, SetData
 
 from stock_assets.gold.feature_set import MODEL_FEATURES
+from stock_assets.models import gate
 from stock_assets.models.evaluation import ICSummary, Performance, daily_ic, summarize_ic
 from stock_assets.models.labels import labelled_universe
 from stock_assets.models.walk_forward import (
@@ -33,6 +36,7 @@ from stock_assets.models.walk_forward import (
     walk_forward,
 )
 
+ROW_KEY = ["instrument", "ticker", "date"]
 # stock-level partners of the interactions: the day's z-scores of volatility and momentum
 INTERACTION_PARTNERS = ("cs_z_STD20", "cs_z_ROC20")
 
@@ -67,22 +71,29 @@ class Variant:
     gate: ICSummary  # daily rank IC on the gate slices, pooled over folds
     test: Score
     books: dict[str, Performance]
+    gate_rows: pl.DataFrame  # the pooled gate rows with label and prediction
+    against_all: gate.PairedComparison | None = None
+    verdict: str = ""
 
 
-def gate_rank_ic(trained: list[TrainedFold], labelled: pl.DataFrame, data: SetData) -> ICSummary:
-    """Rank IC of each fold's model on its own gate slice, the days pooled over folds; thin
-    days left out where the plan excludes them from the test figures."""
-    daily = []
+def gate_predictions(
+    trained: list[TrainedFold], labelled: pl.DataFrame, data: SetData
+) -> pl.DataFrame:
+    """Each fold's model on its own gate slice (a day shared with the previous fold's slice
+    kept once, from the earlier fold), pooled; thin days left out where the plan excludes
+    them from the test figures."""
+    parts, last = [], None
     for t in trained:
         rows = training_rows(labelled, t.fold, "gate")
-        scored_rows = rows.join(
-            predict(t.booster, rows, t.best_iteration), on=["instrument", "ticker", "date"]
-        )
-        daily.append(daily_ic(scored_rows))
-    days = pl.concat(daily)
+        if last is not None:
+            rows = rows.filter(pl.col("date") > last)
+        last = t.fold.gate_end
+        predicted = predict(t.booster, rows, t.best_iteration).select(*ROW_KEY, "prediction")
+        parts.append(rows.select(*ROW_KEY, "label").join(predicted, on=ROW_KEY))
+    rows = pl.concat(parts)
     if data.plan.thin == "exclude":
-        days = days.filter(pl.col("rows") >= SIGNAL_FLOOR.min_names)
-    return summarize_ic(days["rank_ic"], horizon=data.plan.split.horizon)
+        rows = rows.filter(pl.len().over("date") >= SIGNAL_FLOOR.min_names)
+    return rows
 
 
 def run_variant(
@@ -94,11 +105,14 @@ def run_variant(
     )
     labelled = labelled_universe(features, data.labels, plan.normalisation)
     test, books = scored(data, predictions)
-    return Variant(name, names, gate_rank_ic(trained, labelled, data), test, books)
+    rows = gate_predictions(trained, labelled, data)
+    summary = summarize_ic(daily_ic(rows)["rank_ic"], horizon=plan.split.horizon)
+    return Variant(name, names, summary, test, books, rows)
 
 
 def ablation(data: SetData, config: LightGBMConfig) -> tuple[list[Variant], str, list[str]]:
-    """(the three variants, the one chosen on the gate slices, the market-wide columns)."""
+    """(the three variants, the one chosen on the gate slices by the promotion rule, the
+    market-wide columns)."""
     market = market_wide_columns(data.members, data.folds[0].test_start)
     stock_level = [c for c in MODEL_FEATURES if c not in market]
     products = interaction_columns(data.features, market)
@@ -114,5 +128,14 @@ def ablation(data: SetData, config: LightGBMConfig) -> tuple[list[Variant], str,
             config,
         ),
     ]
-    chosen = max(variants, key=lambda v: v.gate.mean).name
+    baseline = variants[0]
+    for v in variants[1:]:
+        pair = v.gate_rows.join(
+            baseline.gate_rows.select(*ROW_KEY, champion_prediction="prediction"), on=ROW_KEY
+        )
+        v.against_all = gate.paired_rank_ic(pair, data.plan.split.horizon)
+        promoted, v.verdict = gate.promotes(v.against_all)
+        v.verdict = ("replaces all features: " if promoted else "stays behind: ") + v.verdict
+    winners = [v for v in variants[1:] if v.verdict.startswith("replaces")]
+    chosen = max(winners, key=lambda v: v.against_all.t_stat).name if winners else baseline.name
     return variants, chosen, market

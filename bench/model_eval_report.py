@@ -182,7 +182,7 @@ def print_ablation(variants: list, chosen: str, market: list[str], plan: Plan) -
         f"{'test IC':>8s} {'L-S ann.':>8s} {'L-S Shp':>7s}"
     )
     for v in variants:
-        mark = "  <- chosen on gate slices" if v.name == chosen else ""
+        mark = "  <- chosen (gate slices, promotion rule)" if v.name == chosen else ""
         print(
             f"{v.name:34s} {len(v.features):>4d} {fmt(v.gate.mean):>8s} "
             f"{fmt(v.gate.nw_t_stat, '+.2f'):>7s} {v.gate.days:>5d} | {fmt(v.test.rank_ic):>8s} "
@@ -190,3 +190,5 @@ def print_ablation(variants: list, chosen: str, market: list[str], plan: Plan) -
             f"{fmt(v.test.ic):>8s} {fmt(v.books['long_short'].annual_return, '+.1%'):>8s} "
             f"{fmt(v.books['long_short'].sharpe, '+.2f'):>7s}{mark}"
         )
+    for v in variants[1:]:
+        print(f"  {v.name} vs all features on the same gate days: {v.verdict}")

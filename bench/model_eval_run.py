@@ -191,6 +191,7 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
             "chosen_on_gate": chosen,
             "variants": [
                 {"name": v.name, "columns": len(v.features), "gate": dataclasses.asdict(v.gate),
+                 "verdict": v.verdict,
                  "test": dataclasses.asdict(v.test),
                  "books": {b: dataclasses.asdict(p) for b, p in v.books.items()}}
                 for v in variants
