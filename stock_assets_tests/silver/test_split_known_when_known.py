@@ -5,7 +5,7 @@ halved, volumes doubled). Each family below shares every bar dated <= t and diff
 every bar after t perturbed, KO's later volumes cut, or the rows after t or t + 1 removed (so
 the row count changes, not only values). Corporate actions are re-detected from each variant's
 bars, then the adjusted bars and the features (the pure functions `gold/daily_features` runs)
-dated <= t must be bit-identical.
+dated <= t must be bit-identical, and so must June's model and its predictions dated <= t.
 """
 
 import datetime as dt
@@ -19,10 +19,15 @@ from stock_assets import tables
 from stock_assets.calendar import sessions_before
 from stock_assets.gold.assemble import Context, assemble
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
+from stock_assets.models.challenger import TrainingConfig
+from stock_assets.models.training import train_month
+from stock_assets.models.walk_forward import predict
 from stock_assets.partitions import range_tags
-from stock_assets.pit import adjust_bars
+from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.lake import LakeResource
+from stock_assets.resources.sources import MembershipSource, today_utc
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
+from stock_assets.silver.index_membership import parse_intervals
 from stock_assets_tests.conftest import bars_between
 
 T = dt.date(2010, 6, 17)
@@ -190,3 +195,38 @@ def test_the_features_asset_writes_no_row_for_a_set_aside_day_and_says_why(
     assert "| KO" in metadata["set_aside"].value and "price jump on 2010-06-17" in (
         metadata["set_aside"].value
     )
+
+
+def test_the_june_model_and_its_predictions_up_to_t_are_identical_with_or_without_later_bars(
+    real_bars,
+):
+    """The shipped training settings: June's model is trained on what was known before June 1,
+    then scores June's sessions; with the bars after t removed (KO's split on t included) the
+    model and every prediction dated 2010-06-01..t are bit-identical."""
+    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
+    config = TrainingConfig()
+    june, june_end = dt.date(2010, 6, 1), dt.date(2010, 6, 30)
+    split = ko_split(real_bars, 2, 2)
+    scored = {}
+    for name, bars in (("all bars", split), ("bars up to t", split.filter(pl.col("date") <= T))):
+        adjusted = adjust_bars(bars, build_corporate_actions(bars, load_curated()))
+        context = Context(
+            universe=members_on(intervals, sorted(adjusted["date"].unique())),
+            first_bars=adjusted.group_by("instrument").agg(
+                pl.col("date").min().alias("first_date")
+            ),
+        )
+        features = assemble(adjusted, adjusted["date"].min(), T, context)
+        model = train_month(
+            features, adjusted, june, june_end, config.split(), config.lightgbm(),
+            config.confidence_level,
+        )  # fmt: skip
+        june_rows = features.filter(pl.col("date") >= june)
+        scored[name] = (
+            model.trained.booster.model_to_string(),
+            predict(model.trained.booster, june_rows).sort("date", "instrument"),
+        )
+    (model_all, all_bars), (model_upto_t, upto_t_bars) = scored.values()
+    assert model_all == model_upto_t
+    assert all_bars.height > 5000 and all_bars.equals(upto_t_bars)
+    assert all_bars.filter(pl.col("ticker") == "KO", pl.col("date") == T).height == 1
