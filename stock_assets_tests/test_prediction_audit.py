@@ -110,6 +110,8 @@ def test_a_prediction_traces_back_to_its_kafka_offsets(
     assert cli_main(["audit", "AAPL", "2010-06-15"]) == 0
     printed = capsys.readouterr().out
     assert f"kafka {topic}[{partition}] offsets {min(wanted)}..{max(wanted)}" in printed
+    universe_version = chain.features["universe_version"].item()
+    assert f"silver/universe v{universe_version}" in printed  # the row's recorded inputs
 
     # a corrected bar for a day inside the lookback, published after the prediction
     corrected_day = dt.date(2010, 6, 14)

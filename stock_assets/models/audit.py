@@ -50,6 +50,12 @@ class PredictionChain:
             f"{self.bronze_bars.height} bronze rows "
             f"(bronze/market_bars v{self.versions['bronze/market_bars']})",
         ]
+        if self.features.height:
+            row = self.features.row(0, named=True)
+            inputs = ", ".join(
+                f"{table.path} v{row[column]}" for column, table in tables.FEATURE_INPUTS.items()
+            )
+            lines.append(f"feature inputs (run from {row['computed_from']}): {inputs}")
         for topic, partition, first, last, count in self.kafka.iter_rows():
             lines.append(f"kafka {topic}[{partition}] offsets {first}..{last} ({count} messages)")
         return "\n".join(lines)

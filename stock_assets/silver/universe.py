@@ -67,7 +67,13 @@ UNIVERSE_CHECKS = CheckSuite(
 def universe(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Index members on every NYSE session of the selected months."""
     start, end = run_dates(context)
-    rows = members_on(lake.read(tables.INDEX_MEMBERSHIP), trading_days(start, end))
+    membership_version = lake.version(tables.INDEX_MEMBERSHIP)
+    intervals = (
+        lake.read(tables.INDEX_MEMBERSHIP)  # empty: the table was never written
+        if membership_version is None
+        else lake.scan(tables.INDEX_MEMBERSHIP, membership_version).collect()
+    )
+    rows = members_on(intervals, trading_days(start, end))  # only intervals known each day
     checked = UNIVERSE_CHECKS.gate(CheckInput(rows, lake, start, end))
     version = lake.overwrite_dates(tables.UNIVERSE, rows, start, end)
     per_day = rows.group_by("date").len()
@@ -78,6 +84,7 @@ def universe(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
             "min_members": int(per_day["len"].min() or 0),
             "max_members": int(per_day["len"].max() or 0),
             "date_range": f"{start}..{end}",
+            "index_membership_version": membership_version,
             "delta_version": version,
             **checked,
         }
