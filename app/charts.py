@@ -2,6 +2,8 @@
 
 Prices and predictions are separate charts on one date axis: the prediction is in the label's
 units (the cross-sectional rank-gaussian score), not in dollars, so one y axis cannot hold both.
+Prices are drawn as traded (raw); the returns view is back-adjusted as of its newest bar, so
+its last point is the traded close and earlier points are comparable with it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import datetime as dt
 import altair as alt
 import polars as pl
 
-PRICE_TITLE = "Adjusted price"
+PRICE_TITLE = "Traded price (raw, as printed)"
+BACK_TITLE = "Back-adjusted close"
+WHY_TITLE = "Why this prediction"
 PREDICTION_TITLE = "Predictions with conformal interval"
 EQUITY_TITLE = "Backtest equity (growth of 1, net of costs)"
 IMPORTANCE_TITLE = "Feature importance (gain)"
@@ -26,10 +30,18 @@ def _dates(start: dt.date, end: dt.date) -> alt.X:
     return alt.X("date:T", title=None, axis=DATE_AXIS, scale=alt.Scale(domain=domain))
 
 
-def price_chart(bars: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> alt.Chart:
-    """Candles of the adjusted bars: wick from low to high, body from open to close."""
+def price_chart(
+    bars: pl.DataFrame,
+    ticker: str,
+    start: dt.date,
+    end: dt.date,
+    forecast: pl.DataFrame | None = None,
+) -> alt.Chart:
+    """Candles of the traded bars: wick from low to high, body from open to close, and the last
+    close as a point. ``forecast`` (``date, price, price_lower, price_upper``), when the
+    predictions carry a price, is drawn as a point with its interval."""
     data = bars.with_columns(
-        direction=pl.when(pl.col("adj_close") >= pl.col("adj_open"))
+        direction=pl.when(pl.col("close") >= pl.col("open"))
         .then(pl.lit("up"))
         .otherwise(pl.lit("down"))
     )
@@ -40,15 +52,82 @@ def price_chart(bars: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -
     )
     base = alt.Chart(data).encode(x=_dates(start, end), color=color)
     wick = base.mark_rule().encode(
-        y=alt.Y("adj_low:Q", title="adjusted price", scale=alt.Scale(zero=False)),
-        y2="adj_high:Q",
+        y=alt.Y("low:Q", title="traded price ($)", scale=alt.Scale(zero=False)),
+        y2="high:Q",
     )
     body = base.mark_bar(size=4).encode(
-        y="adj_open:Q",
-        y2="adj_close:Q",
-        tooltip=["date:T", "adj_open:Q", "adj_high:Q", "adj_low:Q", "adj_close:Q", "adj_volume:Q"],
+        y="open:Q",
+        y2="close:Q",
+        tooltip=["date:T", "open:Q", "high:Q", "low:Q", "close:Q", "volume:Q"],
     )
-    return (wick + body).properties(title=f"{PRICE_TITLE}: {ticker}", height=260)
+    last = (
+        alt.Chart(data.tail(1))
+        .mark_point(shape="diamond", size=80, filled=True, color="black")
+        .encode(
+            x=_dates(start, end),
+            y="close:Q",
+            description=alt.value("last close"),
+            tooltip=["date:T", alt.Tooltip("close:Q", title="last close")],
+        )
+    )
+    layers = [wick, body, last]
+    if forecast is not None and forecast.height:
+        spot = alt.Chart(forecast).encode(x=_dates(start, end))
+        layers += [
+            spot.mark_rule(color="#1f77b4").encode(y="price_lower:Q", y2="price_upper:Q"),
+            spot.mark_point(color="#1f77b4", filled=True).encode(
+                y="price:Q", tooltip=["date:T", "price:Q", "price_lower:Q", "price_upper:Q"]
+            ),
+        ]
+    return alt.layer(*layers).properties(title=f"{PRICE_TITLE}: {ticker}", height=260)
+
+
+def back_adjusted_chart(bars: pl.DataFrame, ticker: str, start: dt.date, end: dt.date):
+    """The returns view: closes back-adjusted as of the newest bar, with each daily return."""
+    as_of = bars["date"].max()
+    return (
+        alt.Chart(bars)
+        .mark_line()
+        .encode(
+            x=_dates(start, end),
+            y=alt.Y("back_close:Q", title=f"$ in shares of {as_of}", scale=alt.Scale(zero=False)),
+            tooltip=[
+                "date:T",
+                alt.Tooltip("back_close:Q", format=",.2f"),
+                alt.Tooltip("daily_return:Q", format="+.2%"),
+                alt.Tooltip("volatility:Q", format=".1%", title="20-session vol, annualised"),
+            ],
+        )
+        .properties(title=f"{BACK_TITLE} as of {as_of}: {ticker}", height=200)
+    )
+
+
+def why_chart(contributions: pl.DataFrame, ticker: str, day: dt.date, version: str):
+    """The largest contributions (``feature, value, contribution``) as signed bars."""
+    data = contributions.with_columns(
+        sign=pl.when(pl.col("contribution") >= 0).then(pl.lit("up")).otherwise(pl.lit("down"))
+    )
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("contribution:Q", title="contribution to the score"),
+            y=alt.Y("feature:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color(
+                "sign:N",
+                scale=alt.Scale(domain=["up", "down"], range=["#2ca02c", "#d62728"]),
+                legend=None,
+            ),
+            tooltip=[
+                "feature:N",
+                alt.Tooltip("value:Q", format=",.4g"),
+                alt.Tooltip("contribution:Q", format="+.5f"),
+            ],  # fmt: skip
+        )
+        .properties(
+            title=f"{WHY_TITLE}: {ticker} {day} (v{version})", height=26 * max(data.height, 1)
+        )
+    )
 
 
 def prediction_chart(

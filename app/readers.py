@@ -1,7 +1,8 @@
 """What the app reads that `stock_assets.outputs` does not cover yet (candidates to move there).
 
 Plain functions over an `Outputs` reader (its lake and, when pinned, its table versions) and the
-model registry: adjusted bars for the price chart, the newest date of each table for the
+model registry: traded and back-adjusted prices with the stock's own volatility for the price
+charts, a stored prediction's explanation, the newest date of each table for the
 freshness panel, the books' performance from the stored backtest rows, and a booster's feature
 importance. No Streamlit and no Dagster here; the app caches what these return.
 """
@@ -9,6 +10,7 @@ importance. No Streamlit and no Dagster here; the app caches what these return.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from collections.abc import Sequence
 
@@ -16,10 +18,18 @@ import polars as pl
 
 from stock_assets import tables
 from stock_assets.models.evaluation import portfolio_report
+from stock_assets.models.explain import Explanation, explain
 from stock_assets.outputs import TRACKED, Outputs
+from stock_assets.pit import back_adjust
 
 DAGSTER_UI_DEFAULT = "http://127.0.0.1:3000"
-BAR_COLUMNS = ["date", "adj_open", "adj_high", "adj_low", "adj_close", "adj_volume"]
+VOLATILITY_SESSIONS = 20  # the stock's own recent volatility: std of this many daily returns
+SESSIONS_PER_YEAR = 252
+READ_COLUMNS = ["instrument", "date", "open", "high", "low", "close", "volume", "cum_factor",
+                "cum_volume_factor", "adj_open", "adj_high", "adj_low", "adj_close", "adj_volume",
+                "set_aside"]  # fmt: skip
+BAR_COLUMNS = ["date", "open", "high", "low", "close", "volume", "back_close", "daily_return",
+               "volatility", "set_aside"]  # fmt: skip
 BOOKS = {"long_net": "long", "long_short_net": "long_short", "benchmark": "benchmark"}
 # the freshness panel: the tables the outputs track, plus the models' pages in the registry view
 MODEL_PAGES = (["models", "challenger"], ["models", "champion"], ["models", "drift"])
@@ -46,16 +56,53 @@ def _scan(out: Outputs, table: tables.Table) -> pl.LazyFrame | None:
 def price_bars(
     out: Outputs, ticker: str, start: dt.date, end: dt.date | None = None
 ) -> pl.DataFrame:
-    """One ticker's adjusted OHLCV from ``start`` to ``end`` (both ends; open when None)."""
+    """One ticker's bars from ``start`` to ``end`` (both ends; open when None) on the bases
+    people know: ``open..close, volume`` as traded (raw), ``back_close`` back-adjusted as of
+    the newest bar read (`pit.back_adjust`: that bar's back price is its traded price), the
+    ``daily_return`` between consecutive bars of the adjusted series, and ``volatility``: the
+    annualised standard deviation of the last VOLATILITY_SESSIONS daily returns (null until
+    there are that many). Rows whose adjustment was set aside have no return."""
     frame = _scan(out, tables.ADJUSTED_DAILY_BARS)
     if frame is None:
-        return pl.DataFrame(schema={c: tables.ADJUSTED_DAILY_BARS.schema[c] for c in BAR_COLUMNS})
+        schema = tables.ADJUSTED_DAILY_BARS.schema
+        extra = {"back_close": pl.Float64, "daily_return": pl.Float64, "volatility": pl.Float64}
+        return pl.DataFrame(schema={c: extra.get(c) or schema[c] for c in BAR_COLUMNS})
     frame = frame.filter(
         pl.col("month") >= f"{start:%Y-%m}", pl.col("date") >= start, pl.col("ticker") == ticker
     )
     if end is not None:
         frame = frame.filter(pl.col("month") <= f"{end:%Y-%m}", pl.col("date") <= end)
-    return frame.select(BAR_COLUMNS).sort("date").collect()
+    bars = frame.select(READ_COLUMNS).sort("date").collect()
+    if bars.is_empty():
+        return bars.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("back_close", "daily_return", "volatility")
+        ).select(BAR_COLUMNS)
+    back = back_adjust(bars, bars["date"].max()).sort("date")
+    scale = math.sqrt(SESSIONS_PER_YEAR)
+    daily = (pl.col("adj_close") / pl.col("adj_close").shift(1) - 1.0).alias("daily_return")
+    return (
+        back.with_columns(daily)
+        .with_columns(
+            volatility=pl.col("daily_return").rolling_std(VOLATILITY_SESSIONS) * scale,
+        )
+        .select(BAR_COLUMNS)
+    )
+
+
+def latest_explanation(out: Outputs, booster_of, ticker: str, top: int = 10):
+    """``(stored prediction, Explanation)`` of ``ticker``'s newest champion prediction up to
+    the newest full session, from the features it was scored on, with the booster of the
+    version that made it (``booster_of(version)``); None when nothing is stored."""
+    day = out.latest_session()
+    history = out.prediction_history(ticker, end=day) if day else None
+    if history is None or history.is_empty():
+        return None
+    prediction = out.stored_prediction(ticker, history["date"].max())
+    features = out.prediction_features(prediction)
+    if features.is_empty():
+        return None
+    why: Explanation = explain(booster_of(prediction["model_version"]), features, top)[0]
+    return prediction, why
 
 
 def newest_dates(out: Outputs) -> pl.DataFrame:

@@ -43,11 +43,26 @@ def tickers(root: str, pins: Pins) -> pl.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def ticker_view(root: str, pins: Pins, ticker: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(both roles' stored predictions, the adjusted bars from before the first of them)."""
+    """(both roles' stored predictions, the traded and back-adjusted bars from before the
+    first of them, with the stock's own volatility)."""
     out = reader(root, pins)
     history = out.prediction_history(ticker, role=None)
     start = (history["date"].min() if history.height else dt.date.today()) - PRICE_LOOKBACK
     return history, readers.price_bars(out, ticker, start)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def why(root: str, pins: Pins, ticker: str, tracking_uri: str, artifact_location: str):
+    """The newest champion prediction's explanation (booster of the version that made it)."""
+    return readers.latest_explanation(
+        reader(root, pins), lambda v: booster(tracking_uri, artifact_location, v), ticker
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def latest_session(root: str, pins: Pins) -> dict:
+    out = reader(root, pins)
+    return out.session_status(out.latest_session())
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -102,12 +117,24 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2%}"
 
 
+def _thin_note(status: dict) -> None:
+    if status.get("thin"):
+        st.warning(
+            f"{status['date']} is a thin session ({status['names']} names, below the signals' "
+            "floor): its figures are shown but no signals or backtest day stand on them."
+        )
+
+
 def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
     st.header(f"{ticker}: price and predictions")
     history, bars = ticker_view(root, pins, ticker)
-    latest = history.filter(pl.col("role") == CHAMPION).tail(1)
+    session = latest_session(root, pins)
+    shown = history.filter(pl.col("role") == CHAMPION)
+    if session["date"] is not None:
+        shown = shown.filter(pl.col("date") <= session["date"])  # latest: a full session
+    latest = shown.tail(1)
     newest = signals(root, pins).filter(pl.col("ticker") == ticker)
-    cells = st.columns(4)
+    cells, second = st.columns(4), st.columns(4)
     if latest.height:
         row = latest.row(0, named=True)
         cells[0].metric("Champion prediction", _signed(row["prediction"]))
@@ -115,23 +142,92 @@ def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
             f"Interval ({row['interval_level']:.0%})", f"{row['lower']:+.2f} .. {row['upper']:+.2f}"
         )
         cells[3].metric("Predicted session", row["date"].isoformat())
+        if row["date"] != session["date"]:
+            st.caption(f"{ticker} has no prediction for {session['date']}: its latest is shown.")
+        _thin_note(reader(root, pins).session_status(row["date"]))
+    later = history.filter(pl.col("role") == CHAMPION, pl.col("date") > latest["date"].max())
+    thin = thin_sessions(root, pins).join(later.select("date"), on="date")
+    if latest.height and thin.height:
+        days = ", ".join(f"{d} ({n} names)" for d, n in thin.iter_rows())
+        st.warning(
+            f"Newer predictions of {ticker} on thin sessions, below the signals' floor: {days}. "
+            "They are drawn in the predictions chart but are not its latest."
+        )
+        if "expected_return" in row:  # when gold/predictions carries returns in percent
+            second[2].metric("Expected return", _percent(row["expected_return"]))
     if newest.height:
         signal = newest.row(0, named=True)
         cells[2].metric("Signal", f"{signal['side']} (rank {signal['rank']})")
     if bars.is_empty() and history.is_empty():
         st.info(f"Nothing stored for {ticker} yet.")
         return
+    if bars.height:
+        last = bars.row(bars.height - 1, named=True)
+        second[0].metric(f"Last traded close ({last['date']})", f"{last['close']:,.2f}")
+        vol = bars["volatility"].drop_nulls()
+        second[1].metric(
+            f"Volatility ({readers.VOLATILITY_SESSIONS} sessions, annualised)",
+            f"{vol[-1]:.1%}" if vol.len() else "n/a",
+        )
     dates = [d for d in (bars["date"].min(), history["date"].min()) if d is not None]
     ends = [d for d in (bars["date"].max(), history["date"].max()) if d is not None]
     start, end = min(dates), max(ends)
-    st.altair_chart(charts.price_chart(bars, ticker, start, end), width="stretch")
+    st.altair_chart(charts.price_chart(bars, ticker, start, end, _forecast(shown)), width="stretch")
+    st.altair_chart(charts.back_adjusted_chart(bars, ticker, start, end), width="stretch")
+    st.caption(
+        "Top: prices as traded. Below: closes back-adjusted for splits and distributions as of "
+        f"{bars['date'].max()} (that day's close equals its traded close; earlier closes are in "
+        "today's share basis, so their changes are returns). Volatility: standard deviation of "
+        f"the last {readers.VOLATILITY_SESSIONS} daily returns x sqrt(252)."
+    )
     st.altair_chart(charts.prediction_chart(history, ticker, start, end), width="stretch")
     st.caption(
         "Scores are in the label's units (cross-sectional rank-gaussian of the forward return); "
         "the band is the champion's split-conformal interval."
     )
+    why_panel(root, pins, ticker)
     with st.expander("Stored predictions"):
         st.dataframe(history.sort("date", "role", descending=[True, False]), hide_index=True)
+
+
+def _forecast(history: pl.DataFrame) -> pl.DataFrame | None:
+    """The predicted price with its interval, once gold/predictions carries one."""
+    columns = {"expected_price": "price", "price_lower": "price_lower"}
+    columns |= {"price_upper": "price_upper"}
+    if not set(columns) <= set(history.columns):
+        return None
+    return history.select("date", *(pl.col(c).alias(n) for c, n in columns.items())).tail(1)
+
+
+def why_panel(root: str, pins: Pins, ticker: str) -> None:
+    settings = settings_from_env()
+    found = why(root, pins, ticker, settings["tracking_uri"], settings["artifact_location"])
+    st.subheader(f"Why this prediction: {ticker}")
+    if found is None:
+        st.info(f"No stored champion prediction of {ticker} to explain.")
+        return
+    prediction, explanation = found
+    shown = explanation.raw_score - explanation.bias - explanation.rest
+    others = explanation.features - len(explanation.top)
+    cells = st.columns(4)
+    cells[0].metric("Score (raw)", _signed(explanation.raw_score))
+    cells[1].metric("Bias (model's mean score)", _signed(explanation.bias))
+    cells[2].metric(f"Top {len(explanation.top)} features", _signed(shown))
+    cells[3].metric(f"Other {others} features", _signed(explanation.rest))
+    top = pl.DataFrame(
+        [c.as_dict() for c in explanation.top],
+        schema={"feature": pl.String, "value": pl.Float64, "contribution": pl.Float64},
+    )
+    chart = charts.why_chart(top, ticker, prediction["date"], prediction["model_version"])
+    st.altair_chart(chart, width="stretch")
+    st.caption(
+        "LightGBM's own feature contributions (TreeSHAP) for the stored prediction of "
+        f"{prediction['date']}, from the features it was scored on (gold/daily_features "
+        f"v{prediction['feature_table_version']}) and model version "
+        f"{prediction['model_version']}: bias + contributions = the score. A market-wide feature "
+        "(the same for every stock that day) can only move the whole day; its share here "
+        "includes its interactions with this stock's features."
+    )
 
 
 def signals_panel(root: str, pins: Pins) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from stock_assets import tables
+from stock_assets.lake import Lake
 from stock_assets_tests.app.conftest import DAGSTER_UI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,11 +151,22 @@ def expected_bars(delivered, ticker: str) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def assert_ticker_charts(at: AppTest, delivered, ticker: str) -> list[float]:
     bars, predictions = expected_bars(delivered, ticker)
-    spec, data = chart(at, f"Adjusted price: {ticker}")
-    shown = rows_with(data, "adj_close").sort_values("date")
+    spec, data = chart(at, f"Traded price (raw, as printed): {ticker}")
+    shown = rows_with(data, "close").sort_values("date")
     assert len(shown) == bars.height
-    assert shown["adj_close"].tolist() == bars["adj_close"].to_list()
-    assert shown["adj_high"].tolist() == bars["adj_high"].to_list()
+    assert shown["close"].tolist() == bars["close"].to_list()  # as traded, not adjusted
+    assert shown["high"].tolist() == bars["high"].to_list()
+    newest = bars.row(bars.height - 1, named=True)
+    _, data = chart(at, f"Back-adjusted close as of {newest['date']}: {ticker}")
+    back = rows_with(data, "back_close").sort_values("date")
+    # back-adjusted as of the newest bar: that bar's traded close, earlier ones rescaled by it
+    expected = (bars["adj_close"] / newest["cum_factor"]).to_list()
+    assert back["back_close"].tolist() == pytest.approx(expected, rel=1e-12)
+    assert back["back_close"].iloc[-1] == pytest.approx(newest["close"], rel=1e-12)
+    returns = bars["adj_close"].pct_change().tail(20).to_numpy()
+    volatility = float(np.std(returns, ddof=1) * math.sqrt(252))
+    assert metrics(at)["Volatility (20 sessions, annualised)"] == f"{volatility:.1%}"
+    assert metrics(at)[f"Last traded close ({newest['date']})"] == f"{newest['close']:,.2f}"
     _, data = chart(at, f"Predictions with conformal interval: {ticker}")
     lines = rows_with(data, "role")
     for role in ("champion", "challenger"):
@@ -162,7 +175,31 @@ def assert_ticker_charts(at: AppTest, delivered, ticker: str) -> list[float]:
         assert drawn["prediction"].tolist() == stored["prediction"].to_list()
     champion = predictions.filter(pl.col("role") == "champion").tail(1).row(0, named=True)
     assert metrics(at)["Champion prediction"] == f"{champion['prediction']:+.4f}"
-    return shown["adj_close"].tolist()
+    assert_why_panel(at, delivered, ticker, champion)
+    return shown["close"].tolist()
+
+
+def assert_why_panel(at: AppTest, delivered, ticker: str, champion: dict) -> None:
+    """The why chart is LightGBM's contributions for the stored prediction, computed here."""
+    booster = delivered.registry.load_booster(champion["model_version"])
+    day = champion["date"]
+    features = delivered.lake.read_dates(
+        tables.GOLD_DAILY_FEATURES, day, day, champion["feature_table_version"]
+    ).filter(pl.col("instrument") == champion["instrument"])
+    names = booster.feature_name()
+    matrix = features.select(pl.col(n).cast(pl.Float64) for n in names).to_numpy()
+    contrib = booster.predict(
+        matrix, num_iteration=booster.best_iteration or None, pred_contrib=True
+    )
+    values = dict(zip(names, contrib[0][:-1], strict=True))
+    largest = sorted(values, key=lambda f: (-abs(values[f]), f))[:10]
+    _, data = chart(at, f"Why this prediction: {ticker} {day} (v{champion['model_version']})")
+    drawn = rows_with(data, "contribution")
+    assert drawn["feature"].tolist() == largest
+    assert drawn["contribution"].tolist() == pytest.approx([values[f] for f in largest], abs=1e-12)
+    shown = metrics(at)
+    assert shown["Score (raw)"] == f"{champion['prediction']:+.4f}"
+    assert shown["Bias (model's mean score)"] == f"{contrib[0][-1]:+.4f}"
 
 
 def test_switching_ticker_redraws_the_charts_from_the_stored_rows(app_env, delivered):
@@ -177,7 +214,11 @@ def test_switching_ticker_redraws_the_charts_from_the_stored_rows(app_env, deliv
 
 def test_champion_and_challenger_show_their_boosters_gain(page, delivered):
     subheaders = [s.value for s in page.subheader]
-    assert subheaders == ["Champion: version 1", "Challenger: version 2"]
+    assert subheaders == [
+        "Why this prediction: AAPL",
+        "Champion: version 1",
+        "Challenger: version 2",
+    ]
     for role, version in (("champion", "1"), ("challenger", "2")):
         booster = delivered.registry.load_booster(version)
         gain = booster.feature_importance(importance_type="gain")
@@ -222,3 +263,21 @@ def test_the_app_never_imports_dagster(app_env):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_late_bar_on_a_thin_session_is_flagged_not_shown_as_latest(
+    app_env, delivered, tmp_path, monkeypatch
+):
+    shutil.copytree(delivered.lake.root, tmp_path / "lake")
+    lake = Lake(str(tmp_path / "lake"))
+    full = lake.read(tables.GOLD_SIGNALS)["date"].max()
+    late = full + dt.timedelta(days=3)  # the next session after a Friday
+    row = lake.read_dates(tables.GOLD_PREDICTIONS, full, full).filter(pl.col("ticker") == "AAPL")
+    moved = row.with_columns(date=pl.lit(late), month=pl.lit(f"{late:%Y-%m}"))
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, moved, late, late)
+    monkeypatch.setenv("STOCK_LAKE_ROOT", str(tmp_path / "lake"))
+    at = run_app()
+    assert metrics(at)["Predicted session"] == full.isoformat()
+    warnings = [w.value for w in at.warning]
+    assert any("Newer predictions of AAPL on thin sessions" in w and f"{late} (1 names)" in w
+               for w in warnings), warnings  # fmt: skip
