@@ -66,7 +66,6 @@ def price_chart(
         .encode(
             x=_dates(start, end),
             y="close:Q",
-            description=alt.value("last close"),
             tooltip=["date:T", alt.Tooltip("close:Q", title="last close")],
         )
     )

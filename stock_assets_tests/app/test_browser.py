@@ -28,7 +28,8 @@ from stock_assets_tests.serving.conftest import copy_state
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHARTS = 5  # price, predictions, equity, and one importance chart per model
+CHARTS = 7  # price, back-adjusted, predictions, why, equity, and one importance chart per model
+WHY_BARS = 10
 
 
 @contextlib.contextmanager
@@ -105,21 +106,63 @@ def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, deli
         bars = delivered.lake.read(tables.ADJUSTED_DAILY_BARS).filter(
             pl.col("ticker") == "AAPL", pl.col("date") >= dt.date(2010, 3, 3)
         )  # from 90 days before AAPL's first prediction (2010-06-01)
-        assert marks[0] == 2 * bars.height  # a wick and a body per adjusted bar
-        assert marks[1] > 3  # the band, a line per role, a point per prediction
-        assert marks[2:] == [3, 15, 15]  # three books; the top 15 features per model
+        assert marks[0] == 2 * bars.height + 1  # a wick and a body per bar, the last close
+        assert marks[1] == 1  # the back-adjusted close: one line
+        assert marks[2] > 3  # the band, a line per role, a point per prediction
+        assert marks[3:] == [WHY_BARS, 3, 15, 15]  # why; three books; top 15 features per model
+        assert_last_close_and_top_contribution(charts, bars, delivered)
         assert page.locator("[data-testid=stException]").count() == 0
         newest = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
         for heading in ["AAPL: price and predictions", f"Signals of {newest}", "Backtest",
                         "Champion: version 1", "Challenger: version 2"]:  # fmt: skip
             assert page.get_by_role("heading", name=heading).count() == 1, heading
         backtest = delivered.lake.read(tables.GOLD_BACKTEST)
-        sessions = page.locator("[data-testid=stMetric]", has_text="Sessions")
+        label = page.get_by_text("Sessions", exact=True)
+        sessions = page.locator("[data-testid=stMetric]").filter(has=label)
         assert sessions.locator("[data-testid=stMetricValue]").inner_text() == str(backtest.height)
         link = page.get_by_role("link", name="silver/adjusted_daily_bars")
         assert link.get_attribute("href") == (
             "http://dagster.example:3000/assets/silver/adjusted_daily_bars"
         )
+
+
+def aria_labels(chart) -> list[dict[str, str]]:
+    """The data marks' accessible labels (vega-lite writes ``field: value; ...`` per mark)."""
+    texts = chart.locator("g.role-mark [aria-label]").evaluate_all(
+        "nodes => nodes.map(n => n.getAttribute('aria-label'))"
+    )
+    return [dict(part.split(": ", 1) for part in text.split("; ")) for text in texts]
+
+
+def _number(text: str) -> float:
+    return float(text.replace("\u2212", "-").replace(",", ""))
+
+
+def assert_last_close_and_top_contribution(charts, bars: pl.DataFrame, delivered) -> None:
+    """The price chart ends on the traded close; the why panel's first bar is the stored
+    prediction's largest contribution, computed here from the lake and the registry."""
+    newest = bars.sort("date").row(bars.height - 1, named=True)
+    last = aria_labels(charts.nth(0))[-1]
+    assert _number(last["last close"]) == newest["close"]  # raw, not the adjusted basis
+    stored = delivered.lake.read(tables.GOLD_PREDICTIONS).filter(
+        pl.col("ticker") == "AAPL", pl.col("role") == "champion"
+    )
+    prediction = stored.sort("date").row(stored.height - 1, named=True)
+    day = prediction["date"]
+    features = delivered.lake.read_dates(
+        tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]
+    ).filter(pl.col("instrument") == prediction["instrument"])
+    booster = delivered.registry.load_booster(prediction["model_version"])
+    names = booster.feature_name()
+    matrix = features.select(pl.col(n).cast(pl.Float64) for n in names).to_numpy()
+    contrib = booster.predict(
+        matrix, num_iteration=booster.best_iteration or None, pred_contrib=True
+    )
+    values = dict(zip(names, contrib[0][:-1], strict=True))
+    top = min(values, key=lambda f: (-abs(values[f]), f))
+    first = aria_labels(charts.nth(3))[0]
+    assert first["feature"] == top
+    assert abs(_number(first["contribution to the score"]) - values[top]) < 1e-10
 
 
 def test_an_open_page_shows_a_new_session_without_a_reload(app_env, delivered, tmp_path):
