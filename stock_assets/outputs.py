@@ -7,7 +7,8 @@ pipeline are then invisible to it until it pins again.
 
     from stock_assets.outputs import Outputs
     out = Outputs.from_env().pinned()
-    out.latest_predictions(["AAPL"])       # newest session: prediction, interval, signal
+    out.latest_predictions(["AAPL"])       # newest full session (or the ticker's own latest)
+    out.prediction_features(out.stored_prediction("AAPL", day))   # the row it was scored on
     out.prediction_history("AAPL", start, end)
     out.models()["champion"].version       # the registry's champion alias, with its interval
 """
