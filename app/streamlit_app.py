@@ -181,9 +181,13 @@ def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
         f"the last {readers.VOLATILITY_SESSIONS} daily returns x sqrt(252)."
     )
     st.altair_chart(charts.prediction_chart(history, ticker, start, end), width="stretch")
+    thin = thin_sessions(root, pins).join(history.select("date").unique(), on="date")
+    flagged = (
+        f" Thin sessions drawn (below the signals' floor): {thin.height}." if thin.height else ""
+    )
     st.caption(
         "Scores are in the label's units (cross-sectional rank-gaussian of the forward return); "
-        "the band is the champion's split-conformal interval."
+        f"the band is the champion's split-conformal interval.{flagged}"
     )
     why_panel(root, pins, ticker)
     with st.expander("Stored predictions"):

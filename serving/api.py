@@ -249,6 +249,8 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         name = tickers_of([ticker], service, snap)[0]
         read = snap.outputs.prediction_history
         frame = await asyncio.to_thread(read, name, start, end, None if role == "all" else role)
+        thin = await asyncio.to_thread(snap.outputs.thin_sessions, start, end)
+        thin = thin.join(frame.select("date").unique(), on="date")
         body = {
             "ticker": name,
             "data_date": snap.data_date,
@@ -257,6 +259,7 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "end": end,
             "model_versions": sorted(frame["model_version"].unique().to_list()),
             "items": frame.drop("ticker", "instrument").to_dicts(),
+            "thin_sessions": thin.to_dicts(),
         }
         return json_response(body)
 

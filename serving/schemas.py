@@ -101,6 +101,9 @@ class History(BaseModel):
     end: dt.date | None
     model_versions: list[str]
     items: list[HistoryItem]
+    thin_sessions: list[ThinSession] = Field(
+        default_factory=list, description="sessions of these items below the signals' floor"
+    )
 
 
 class TickerInfo(BaseModel):
