@@ -13,54 +13,21 @@ from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import FLOAT_FEATURES, SCHEMA
 from stock_assets.models.reproduce import first_difference, recompute_features
 from stock_assets.partitions import range_tags
-from stock_assets.pit import ANNOUNCE_DAYS, adjust_bars, members_on
+from stock_assets.pit import ANNOUNCE_DAYS, adjust_bars
 from stock_assets.resources.lake import LakeResource
-from stock_assets.resources.sources import EarningsSource, MacroSource, MembershipSource, today_utc
-from stock_assets.silver.earnings_calendar import earnings_calendar, parse_events
-from stock_assets.silver.index_membership import index_membership, parse_intervals
-from stock_assets.silver.macro_indicators import not_observed, parse_observations
-from stock_assets.silver.market_sentiment import daily_sentiment
-from stock_assets.silver.news_sentiment import parse_articles, score_articles
+from stock_assets.resources.sources import EarningsSource, MembershipSource
+from stock_assets.silver.earnings_calendar import earnings_calendar
+from stock_assets.silver.index_membership import index_membership
 from stock_assets.silver.universe import universe
 from stock_assets_tests.conftest import FIRST, LAST
+from stock_assets_tests.point_in_time import make_context, packaged_context_sources
 
 TOLERANCE = 1e-9  # the indicators' stated tolerance for a lookback computation (FEATURES.md)
 
 
 @pytest.fixture(scope="module")
 def context_sources():
-    """Real alternative data from the packaged sources, as the silver assets would store it."""
-    raw = MacroSource().observations()
-    macro, _ = parse_observations(raw.filter(~not_observed(raw)), today_utc())
-    earnings, _ = parse_events(EarningsSource().events(), today_utc())
-    intervals, _ = parse_intervals(MembershipSource().intervals(), today_utc())
-    articles, _ = parse_articles(
-        pl.DataFrame(
-            {
-                "article_id": ["a1", "a2", "a3"],
-                "published_at": ["2010/3/1 10:00", "2010/6/1 10:00", "2010/8/2 10:00"],
-                "headline": ["Profits surge", "Losses deepen", "Strong gains"],
-                "body": ["Record growth and strong demand", "Weak sales", "Improved outlook"],
-                "tickers": [None, None, None],
-                "source": ["test"] * 3,
-            },
-            schema_overrides={"tickers": pl.List(pl.String)},
-        ),
-        today_utc(),
-    )
-    return macro, earnings, intervals, daily_sentiment(score_articles(articles))
-
-
-def make_context(context_sources, start, end, adjusted) -> Context:
-    macro, earnings, intervals, sentiment = context_sources
-    days = sorted(adjusted.filter(pl.col("date").is_between(start, end))["date"].unique())
-    return Context(
-        macro=macro.filter(pl.col("known_from") <= end),
-        sentiment=sentiment.filter(pl.col("known_from") <= end),
-        earnings=earnings,
-        universe=members_on(intervals, days),
-        first_bars=adjusted.group_by("instrument").agg(pl.col("date").min().alias("first_date")),
-    )
+    return packaged_context_sources()
 
 
 def test_one_session_materialized_alone_equals_the_full_history_run(lake_with_features):
