@@ -129,7 +129,14 @@ def corrupted_predictions(delivered, tmp_path) -> LakeResource:
 def earnings_with_a_duplicate(lake: LakeResource):
     """The real earnings gate on a calendar that lists one release twice."""
     twice = pl.DataFrame(
-        {"ticker": ["AAPL", "AAPL"], "earnings_date": [dt.date(2010, 7, 20)] * 2, "source": "x"}
+        {
+            "ticker": ["AAPL", "AAPL"],
+            "earnings_date": [dt.date(2010, 7, 20)] * 2,
+            "source": "x",
+            "first_seen": [dt.date(2010, 6, 22)] * 2,
+            "dropped_on": [None, None],
+        },
+        schema_overrides={"dropped_on": pl.Date},
     )
     EARNINGS_CHECKS.gate(CheckInput(twice, lake))
 
