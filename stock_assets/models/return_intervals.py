@@ -1,0 +1,273 @@
+"""From the model's rank score to an expected return and price, with intervals per stock and day.
+
+The model predicts a per-day cross-sectional rank-gauss score (`labels.normalise_cross_section`),
+which has no return units. Here the score becomes an expected h-session return by scaling it with
+the stock's own trailing volatility:
+
+    expected_return = sigma_i,t * (a + b * score)
+
+``sigma_i,t`` is the standard deviation of the stock's last 20 daily returns (adjusted closes
+dated <= t only) times sqrt(h). ``a`` and ``b`` are an ordinary least-squares fit of the
+normalised return r / sigma on the score over the calibration rows (equivalently a weighted fit
+of r, weights 1 / sigma^2, so calm and wild stocks count alike). ``a`` carries the calibration
+window's average market move in sigma units, ``b`` how much of a return the score explains.
+
+Intervals are split conformal with the normalised conformity score |r - r_hat| / sigma (MAPIE's
+`ResidualNormalisedScore`, its residual model being the sigma column itself): one quantile q per
+level, and every row gets r_hat +- q * sigma_i,t, so a volatile stock on a volatile day gets a
+wider interval. The unconditional interval (absolute residuals, one width for every row) is
+kept for comparison. Calibration rows must have labels known before the first predicted day
+(`check_no_overlap`); the fit of ``a`` and ``b`` and the conformity scores use the same rows (two
+parameters on thousands of rows: the small optimism this adds is measured, not assumed, by the
+bench's coverage on later months). Split conformal assumes exchangeable rows; returns drift,
+so the intervals are refitted on the latest calibration slice at every refit.
+
+Units: returns are fractions over h sessions (0.01 = +1%); prices are in the currency of
+``last_close``, the traded close of the predicted day. No Dagster import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from mapie.conformity_scores import AbsoluteConformityScore, ResidualNormalisedScore
+from mapie.regression import SplitConformalRegressor
+from sklearn.base import BaseEstimator, RegressorMixin
+
+LEVELS = (0.8, 0.9, 0.95)
+VOLATILITY_SESSIONS = 20
+CALIBRATION_COLUMNS = ["instrument", "date", "label_known_on", "score", "volatility"]
+PREDICTED_COLUMNS = ["instrument", "date", "score", "volatility", "last_close"]
+
+
+def level_suffix(level: float) -> str:
+    """0.9 -> "90": the column suffix of a confidence level."""
+    return f"{round(level * 100):d}"
+
+
+def trailing_volatility(
+    bars: pl.DataFrame, horizon: int, sessions: int = VOLATILITY_SESSIONS
+) -> pl.DataFrame:
+    """``instrument, date, volatility``: std of the last ``sessions`` daily returns of
+    ``adj_close`` ending at ``date``, times sqrt(horizon) (a fraction over h sessions).
+
+    Uses bars dated <= date only (a trailing window); null until ``sessions`` returns exist.
+    Sorted by (instrument, date) before the rolling window, which is order-sensitive.
+    """
+    ordered = bars.select("instrument", "date", "adj_close").sort("instrument", "date")
+    daily = (pl.col("adj_close") / pl.col("adj_close").shift(1) - 1.0).over("instrument")
+    rolling = pl.col("daily").rolling_std(sessions, min_samples=sessions).over("instrument")
+    return (
+        ordered.with_columns(daily=daily)
+        .with_columns(volatility=rolling * np.sqrt(horizon))
+        .select("instrument", "date", "volatility")
+    )
+
+
+class ScaledScoreRegressor(RegressorMixin, BaseEstimator):
+    """A prefit regressor on X = [score, sigma]: sigma * (a + b * score), for MAPIE."""
+
+    def __init__(self, intercept: float = 0.0, slope: float = 0.0):
+        self.intercept = intercept
+        self.slope = slope
+        self.n_features_in_ = 2
+
+    def fit(self, X, y):
+        raise TypeError("fit the mapping with `fit_mapping`; this regressor is prefit")
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X[:, 1] * (self.intercept + self.slope * X[:, 0])
+
+
+class VolatilityColumn(RegressorMixin, BaseEstimator):
+    """The residual scale of `ResidualNormalisedScore`: the sigma column of X, not a model.
+
+    MAPIE's normalised score divides |r - r_hat| by a residual estimator's prediction; the
+    trailing volatility is that scale, known at t, so the 'estimator' just returns it.
+    """
+
+    def __init__(self):
+        self.n_features_in_ = 2
+
+    def fit(self, X, y):
+        raise TypeError("the volatility column is not fitted")
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64)[:, 1]
+
+
+def fit_mapping(score: np.ndarray, normalised_return: np.ndarray) -> tuple[float, float]:
+    """(a, b) of r / sigma = a + b * score by least squares."""
+    design = np.column_stack([np.ones_like(score), score])
+    (intercept, slope), *_ = np.linalg.lstsq(design, normalised_return, rcond=None)
+    return float(intercept), float(slope)
+
+
+@dataclass
+class ReturnIntervalModel:
+    """The score-to-return mapping and its conformal calibrations, and where they came from."""
+
+    intercept: float  # a, in sigma units
+    slope: float  # b, sigma units of return per unit of score
+    horizon: int
+    levels: tuple[float, ...]
+    normalised: SplitConformalRegressor  # |r - r_hat| / sigma: width follows sigma
+    unconditional: SplitConformalRegressor  # |r - r_hat|: one width for every row
+    calibration_rows: int
+    calibration_start: dt.date
+    calibration_end: dt.date
+    labels_known_until: dt.date  # the latest label_known_on of the calibration rows
+
+
+def _matrix(rows: pl.DataFrame) -> np.ndarray:
+    return rows.select(pl.col("score", "volatility").cast(pl.Float64)).to_numpy()
+
+
+def usable_calibration(calibration: pl.DataFrame) -> pl.DataFrame:
+    """Calibration rows with a finite score, volatility > 0 and realised forward return."""
+    return calibration.filter(
+        pl.col("score").is_finite()
+        & pl.col("volatility").is_finite()
+        & (pl.col("volatility") > 0)
+        & pl.col("forward_return").is_finite()
+    )
+
+
+def calibrate(
+    calibration: pl.DataFrame, horizon: int, levels: Sequence[float] = LEVELS
+) -> ReturnIntervalModel:
+    """Fit the mapping and both conformal calibrations on ``calibration`` rows
+    (``CALIBRATION_COLUMNS`` + ``forward_return``, the realised h-session return)."""
+    rows = usable_calibration(calibration)
+    if rows.height < 2:
+        raise ValueError("fewer than two usable calibration rows")
+    X, returns = _matrix(rows), rows["forward_return"].to_numpy()
+    intercept, slope = fit_mapping(X[:, 0], returns / X[:, 1])
+    base = ScaledScoreRegressor(intercept, slope)
+    levels = tuple(levels)
+    normalised = SplitConformalRegressor(
+        base,
+        confidence_level=list(levels),
+        conformity_score=ResidualNormalisedScore(VolatilityColumn(), prefit=True),
+        prefit=True,
+    ).conformalize(X, returns)
+    unconditional = SplitConformalRegressor(
+        base, confidence_level=list(levels), conformity_score=AbsoluteConformityScore(), prefit=True
+    ).conformalize(X, returns)
+    return ReturnIntervalModel(
+        intercept,
+        slope,
+        horizon,
+        levels,
+        normalised,
+        unconditional,
+        rows.height,
+        rows["date"].min(),
+        rows["date"].max(),
+        rows["label_known_on"].max(),
+    )
+
+
+def predict(
+    model: ReturnIntervalModel, predicted: pl.DataFrame, unconditional: bool = False
+) -> pl.DataFrame:
+    """Per row of ``predicted`` (``PREDICTED_COLUMNS``): ``expected_return`` and
+    ``return_lower_<level>`` / ``return_upper_<level>`` (fractions over ``model.horizon``
+    sessions), ``expected_price`` and ``price_lower/upper_<level>`` (``last_close`` x (1 +
+    return), in ``last_close``'s currency). With ``unconditional``, also
+    ``unconditional_lower/upper_<level>`` in return units. Null volatility or score: nulls.
+    """
+    ok = (
+        pl.col("score").is_finite() & pl.col("volatility").is_finite() & (pl.col("volatility") > 0)
+    ).fill_null(False)
+    usable, rest = predicted.filter(ok), predicted.filter(~ok)
+    columns: dict[str, np.ndarray] = {}
+    if usable.height:
+        X = _matrix(usable)
+        points, intervals = model.normalised.predict_interval(X)
+        flat = model.unconditional.predict_interval(X)[1] if unconditional else None
+        columns["expected_return"] = points
+        for index, level in enumerate(model.levels):
+            suffix = level_suffix(level)
+            columns[f"return_lower_{suffix}"] = intervals[:, 0, index]
+            columns[f"return_upper_{suffix}"] = intervals[:, 1, index]
+            if flat is not None:
+                columns[f"unconditional_lower_{suffix}"] = flat[:, 0, index]
+                columns[f"unconditional_upper_{suffix}"] = flat[:, 1, index]
+    names = ["expected_return"] + [
+        f"{kind}_{side}_{level_suffix(level)}"
+        for level in model.levels
+        for kind in (("return", "unconditional") if unconditional else ("return",))
+        for side in ("lower", "upper")
+    ]
+    scored = usable.with_columns(
+        pl.Series(name, columns.get(name, np.empty(0)), dtype=pl.Float64) for name in names
+    )
+    both = pl.concat([scored, rest], how="diagonal_relaxed")
+    prices = [
+        (pl.col("last_close") * (1.0 + pl.col(name))).alias(name.replace("return", "price"))
+        for name in names
+        if name.startswith(("expected_return", "return_"))
+    ]
+    return both.with_columns(prices).sort("date", "instrument")
+
+
+def check_no_overlap(calibration: pl.DataFrame, predicted: pl.DataFrame) -> None:
+    """Raise if a calibration row's label was not known before the first predicted day.
+
+    A row dated t has its h-session return known at the close of ``label_known_on`` (t+h);
+    it may calibrate predictions of days strictly after that session only.
+    """
+    first = predicted["date"].min()
+    late = calibration.filter(pl.col("label_known_on") >= first)
+    if late.height:
+        raise ValueError(
+            f"{late.height} calibration rows have labels known on or after the first predicted "
+            f"day {first} (latest {late['label_known_on'].max()}): they overlap the predicted days"
+        )
+
+
+def return_intervals(
+    calibration: pl.DataFrame,
+    predicted: pl.DataFrame,
+    horizon: int,
+    levels: Sequence[float] = LEVELS,
+    unconditional: bool = False,
+) -> pl.DataFrame:
+    """`predict` of ``predicted`` with a model calibrated on ``calibration``, after
+    `check_no_overlap` (raises ValueError when a calibration label is not known in time)."""
+    check_no_overlap(calibration, predicted)
+    return predict(calibrate(calibration, horizon, levels), predicted, unconditional)
+
+
+def coverage_by(
+    intervals: pl.DataFrame, by: Sequence[str] = (), levels: Sequence[float] = LEVELS
+) -> pl.DataFrame:
+    """Share of realised ``forward_return`` inside each interval and its mean width (return
+    units), per group of ``by`` (none: one row), for the normalised interval and, when
+    ``intervals`` has them, the unconditional one. Rows without a realised return are left out.
+    """
+    rows = intervals.filter(
+        pl.col("forward_return").is_finite() & pl.col("expected_return").is_finite()
+    )
+    realised = pl.col("forward_return")
+    aggregations = [pl.len().alias("rows")]
+    for level in levels:
+        suffix = level_suffix(level)
+        kinds = [("return", "")]
+        if f"unconditional_lower_{suffix}" in rows.columns:
+            kinds.append(("unconditional", "unconditional_"))
+        for kind, prefix in kinds:
+            lower, upper = pl.col(f"{kind}_lower_{suffix}"), pl.col(f"{kind}_upper_{suffix}")
+            aggregations += [
+                realised.is_between(lower, upper).mean().alias(f"{prefix}coverage_{suffix}"),
+                (upper - lower).mean().alias(f"{prefix}width_{suffix}"),
+            ]
+    if not by:
+        return rows.select(aggregations)
+    return rows.group_by(list(by)).agg(aggregations).sort(list(by))
