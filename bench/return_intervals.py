@@ -56,42 +56,64 @@ from stock_assets.models.return_intervals import (  # noqa: E402
 from stock_assets.models.walk_forward import predict as predict_scores  # noqa: E402
 from stock_assets.models.walk_forward import training_rows  # noqa: E402
 
+CALIBRATION_SESSIONS = 20  # the gate slice's length, and the rolling window's
 
-def fold_intervals(data, ours, volatility: pl.DataFrame, horizon: int) -> tuple[pl.DataFrame, list]:
-    """Every fold's test rows with their intervals, and each fold's mapping (a, b)."""
+
+def fold_intervals(
+    data, ours, volatility: pl.DataFrame, horizon: int, mode: str, scale: str
+) -> tuple[pl.DataFrame, list]:
+    """Every fold's test rows with their intervals, and each fold's mapping (a, b).
+
+    ``mode`` "gate": one calibration per fold on its gate slice (what a monthly refit knows).
+    "rolling": recalibrated every test day on the latest ``CALIBRATION_SESSIONS`` sessions of
+    rows the fold's booster scored out of sample (gate and earlier test days) whose label is
+    known before that day: the calibration follows drifting returns.
+    """
     closes = data.adjusted.select(*KEY, last_close="close")
     parts, mappings = [], []
     for trained in ours.trained:
         fold = trained.fold
         gate = training_rows(data.labelled, fold, "gate")
         scores = predict_scores(trained.booster, gate, trained.best_iteration)
-        calibration = gate.select(*KEY, "label_known_on", "forward_return").join(
-            scores.select(*KEY, score="prediction"), on=KEY
-        )
-        calibration = calibration.join(volatility, on=KEY, how="left")
         test = data.test_rows.filter(pl.col("fold") == fold.number)
         if test.is_empty():
             continue
         predicted = (
-            test.select(*KEY, "ticker", "forward_return")
+            test.select(*KEY, "ticker", "label_known_on", "forward_return")
             .join(ours.predictions.select(*KEY, score="prediction"), on=KEY)
             .join(volatility, on=KEY, how="left")
             .join(closes, on=KEY, how="left")
         )
-        check_no_overlap(calibration, predicted)
-        model = calibrate(calibration, horizon)
-        parts.append(predict(model, predicted, unconditional=True))
-        mappings.append(
-            {
-                "fold": fold.number,
-                "calibration": f"{model.calibration_start}..{model.calibration_end}",
-                "labels_known_until": str(model.labels_known_until),
-                "test": f"{fold.test_start}..{fold.test_end}",
-                "calibration_rows": model.calibration_rows,
-                "a": round(model.intercept, 4),
-                "b": round(model.slope, 4),
-            }
+        calibration = gate.select(*KEY, "label_known_on", "forward_return").join(
+            scores.select(*KEY, score="prediction"), on=KEY
         )
+        pool = pl.concat(
+            [
+                calibration.join(volatility, on=KEY, how="left"),
+                predicted.select(calibration.columns + ["volatility"]),
+            ]
+        )
+        days = sorted(predicted["date"].unique().to_list()) if mode == "rolling" else [None]
+        for day in days:
+            rows = predicted if day is None else predicted.filter(pl.col("date") == day)
+            first = rows["date"].min()
+            known = pool.filter(pl.col("label_known_on") < first)
+            recent = sorted(known["date"].unique().to_list())[-CALIBRATION_SESSIONS:]
+            known = known.filter(pl.col("date").is_in(recent))
+            check_no_overlap(known, rows)
+            model = calibrate(known, horizon, scale=scale)
+            parts.append(predict(model, rows, unconditional=True))
+            mappings.append(
+                {
+                    "fold": fold.number,
+                    "calibration": f"{model.calibration_start}..{model.calibration_end}",
+                    "labels_known_until": str(model.labels_known_until),
+                    "predicted": f"{first}..{rows['date'].max()}",
+                    "calibration_rows": model.calibration_rows,
+                    "a": round(model.intercept, 4),
+                    "b": round(model.slope, 4),
+                }
+            )
     return pl.concat(parts), mappings
 
 
@@ -132,6 +154,38 @@ def show(title: str, table: pl.DataFrame) -> None:
         print(table)
 
 
+VARIANTS = [
+    ("gate", "volatility"),
+    ("gate", "fitted"),
+    ("rolling", "volatility"),
+    ("rolling", "fitted"),
+]
+
+
+def summary(variant: str, overall, deciles, months) -> pl.DataFrame:
+    """Per level: pooled coverage, the worst and best decile and month, and mean widths."""
+    rows = []
+    for level in LEVELS:
+        s = f"{round(level * 100)}"
+        rows.append(
+            {
+                "variant": variant,
+                "level": s,
+                "coverage": overall[f"coverage_{s}"].item(),
+                "decile_min": deciles[f"coverage_{s}"].min(),
+                "decile_max": deciles[f"coverage_{s}"].max(),
+                "month_min": months[f"coverage_{s}"].min(),
+                "month_max": months[f"coverage_{s}"].max(),
+                "width": overall[f"width_{s}"].item(),
+                "unconditional_coverage": overall[f"unconditional_coverage_{s}"].item(),
+                "uncond_decile_min": deciles[f"unconditional_coverage_{s}"].min(),
+                "uncond_decile_max": deciles[f"unconditional_coverage_{s}"].max(),
+                "unconditional_width": overall[f"unconditional_width_{s}"].item(),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
 def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
     started = time.perf_counter()
     plan = plan_for(name, "shipped")
@@ -141,35 +195,43 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
     data = prepare(adjusted, context_of(adjusted, plan, sources), plan, args.folds, Clock())
     ours = train_ours(data, plan.training.lightgbm(), Clock())
     horizon = plan.split.horizon
-    intervals, mappings = fold_intervals(
-        data, ours, trailing_volatility(adjusted, horizon), horizon
-    )
-    grouped = with_groups(intervals)
-    overall = coverage_by(grouped)
-    deciles = coverage_by(grouped, ["volatility_decile"]).join(
-        grouped.group_by("volatility_decile").agg(sigma=pl.col("volatility").mean()),
-        on="volatility_decile",
-    )
-    months = coverage_by(grouped, ["month"])
-    print(f"\n== {name}: horizon {horizon} session(s), {len(mappings)} folds, "
-          f"{grouped.height} test rows with a volatility, {grouped['date'].n_unique()} sessions "
-          f"(thin sessions excluded); returns are fractions over {horizon} session(s)")  # fmt: skip
-    show("mapping expected_return = sigma * (a + b * score), per fold", pl.DataFrame(mappings))
-    show("overall: coverage (share) and mean width (return units)", long_form(overall, []))
-    show(
-        "per trailing-volatility decile (1 = calmest; sigma: mean trailing volatility)",
-        long_form(deciles, ["volatility_decile", "sigma"]),
-    )
-    show("per month", long_form(months, ["month"]))
+    volatility = trailing_volatility(adjusted, horizon)
+    results, summaries = {}, []
+    for mode, scale in VARIANTS:
+        variant = f"{mode}/{scale}"
+        intervals, mappings = fold_intervals(data, ours, volatility, horizon, mode, scale)
+        grouped = with_groups(intervals)
+        overall = coverage_by(grouped)
+        deciles = coverage_by(grouped, ["volatility_decile"]).join(
+            grouped.group_by("volatility_decile").agg(sigma=pl.col("volatility").mean()),
+            on="volatility_decile",
+        )
+        months = coverage_by(grouped, ["month"])
+        summaries.append(summary(variant, overall, deciles, months))
+        print(f"\n== {name}, {variant}: horizon {horizon} session(s), {len(ours.trained)} folds, "
+              f"{len(mappings)} calibrations, {grouped.height} test rows with a volatility, "
+              f"{grouped['date'].n_unique()} sessions (thin sessions excluded); returns are "
+              f"fractions over {horizon} session(s)")  # fmt: skip
+        if mode == "gate":
+            show(
+                "mapping expected_return = sigma * (a + b * score), per fold",
+                pl.DataFrame(mappings),
+            )
+        show("overall: coverage (share) and mean width (return units)", long_form(overall, []))
+        show(
+            "per trailing-volatility decile (1 = calmest; sigma: mean trailing volatility)",
+            long_form(deciles, ["volatility_decile", "sigma"]),
+        )
+        show("per month", long_form(months, ["month"]))
+        results[variant] = {
+            "mappings": mappings,
+            "overall": overall.to_dicts(),
+            "deciles": deciles.to_dicts(),
+            "months": months.to_dicts(),
+        }
+    show(f"{name}: summary (coverage shares; widths in return units)", pl.concat(summaries))
     print(f"{name}: {time.perf_counter() - started:.0f}s")
-    return {
-        "set": name,
-        "mappings": mappings,
-        "overall": overall.to_dicts(),
-        "deciles": deciles.to_dicts(),
-        "months": months.to_dicts(),
-        "levels": list(LEVELS),
-    }
+    return {"set": name, "levels": list(LEVELS), "variants": results}
 
 
 def main() -> None:

@@ -12,15 +12,19 @@ normalised return r / sigma on the score over the calibration rows (equivalently
 of r, weights 1 / sigma^2, so calm and wild stocks count alike). ``a`` carries the calibration
 window's average market move in sigma units, ``b`` how much of a return the score explains.
 
-Intervals are split conformal with the normalised conformity score |r - r_hat| / sigma (MAPIE's
-`ResidualNormalisedScore`, its residual model being the sigma column itself): one quantile q per
-level, and every row gets r_hat +- q * sigma_i,t, so a volatile stock on a volatile day gets a
-wider interval. The unconditional interval (absolute residuals, one width for every row) is
+Intervals are split conformal with a normalised conformity score |r - r_hat| / scale (MAPIE's
+`ResidualNormalisedScore`): one quantile q per level, and every row gets r_hat +- q * scale_i,t,
+so a volatile stock on a volatile day gets a wider interval. ``scale="volatility"``: the scale
+is sigma itself (the residual model is the sigma column, nothing fitted). ``scale="fitted"``:
+exp(c) * sigma^d, c and d fitted by MAPIE on a quarter of the calibration rows (log residuals
+on log sigma), the other rows conformalizing. MAPIE applies the finite-sample (n+1) correction
+to the quantile. The unconditional interval (absolute residuals, one width for every row) is
 kept for comparison. Calibration rows must have labels known before the first predicted day
 (`check_no_overlap`); the fit of ``a`` and ``b`` and the conformity scores use the same rows (two
 parameters on thousands of rows: the small optimism this adds is measured, not assumed, by the
-bench's coverage on later months). Split conformal assumes exchangeable rows; returns drift,
-so the intervals are refitted on the latest calibration slice at every refit.
+bench's coverage on later months). Split conformal assumes exchangeable rows; returns drift, so
+callers recalibrate: on each refit's gate slice, or every day on the latest sessions whose
+labels are known (bench/return_intervals.py measures both).
 
 Units: returns are fractions over h sessions (0.01 = +1%); prices are in the currency of
 ``last_close``, the traded close of the predicted day. No Dagster import.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -42,6 +47,7 @@ LEVELS = (0.8, 0.9, 0.95)
 VOLATILITY_SESSIONS = 20
 CALIBRATION_COLUMNS = ["instrument", "date", "label_known_on", "score", "volatility"]
 PREDICTED_COLUMNS = ["instrument", "date", "score", "volatility", "last_close"]
+Scale = Literal["volatility", "fitted"]
 
 
 def level_suffix(level: float) -> str:
@@ -82,6 +88,24 @@ class ScaledScoreRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         return X[:, 1] * (self.intercept + self.slope * X[:, 0])
+
+
+class LogVolatilityScale(RegressorMixin, BaseEstimator):
+    """log|residual| = c + d * log(sigma): the residual scale exp(c) * sigma^d, fitted by MAPIE
+    (its `ResidualNormalisedScore` fits the log residual and exponentiates the prediction).
+
+    Why: trailing volatility over-states how much wider a volatile stock's residual is (part of
+    every residual is the day's shared market move), so a power d < 1 can fit better than d = 1.
+    """
+
+    def fit(self, X, y):
+        log_sigma = np.log(np.asarray(X, dtype=np.float64)[:, 1])
+        self.coef_ = np.polyfit(log_sigma, np.asarray(y, dtype=np.float64), 1)
+        self.n_features_in_ = 2
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.polyval(self.coef_, np.log(np.asarray(X, dtype=np.float64)[:, 1]))
 
 
 class VolatilityColumn(RegressorMixin, BaseEstimator):
@@ -138,8 +162,21 @@ def usable_calibration(calibration: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def normalised_score(scale: Scale) -> ResidualNormalisedScore:
+    """``"volatility"``: |r - r_hat| / sigma. ``"fitted"``: |r - r_hat| / (exp(c) * sigma^d),
+    c and d fitted on a random quarter of the calibration rows, the rest conformalizing."""
+    if scale == "volatility":
+        return ResidualNormalisedScore(VolatilityColumn(), prefit=True)
+    if scale == "fitted":
+        return ResidualNormalisedScore(LogVolatilityScale(), split_size=0.25, random_state=0)
+    raise ValueError(f"unknown scale {scale!r}")
+
+
 def calibrate(
-    calibration: pl.DataFrame, horizon: int, levels: Sequence[float] = LEVELS
+    calibration: pl.DataFrame,
+    horizon: int,
+    levels: Sequence[float] = LEVELS,
+    scale: Scale = "volatility",
 ) -> ReturnIntervalModel:
     """Fit the mapping and both conformal calibrations on ``calibration`` rows
     (``CALIBRATION_COLUMNS`` + ``forward_return``, the realised h-session return)."""
@@ -153,7 +190,7 @@ def calibrate(
     normalised = SplitConformalRegressor(
         base,
         confidence_level=list(levels),
-        conformity_score=ResidualNormalisedScore(VolatilityColumn(), prefit=True),
+        conformity_score=normalised_score(scale),
         prefit=True,
     ).conformalize(X, returns)
     unconditional = SplitConformalRegressor(
@@ -238,11 +275,12 @@ def return_intervals(
     horizon: int,
     levels: Sequence[float] = LEVELS,
     unconditional: bool = False,
+    scale: Scale = "volatility",
 ) -> pl.DataFrame:
     """`predict` of ``predicted`` with a model calibrated on ``calibration``, after
     `check_no_overlap` (raises ValueError when a calibration label is not known in time)."""
     check_no_overlap(calibration, predicted)
-    return predict(calibrate(calibration, horizon, levels), predicted, unconditional)
+    return predict(calibrate(calibration, horizon, levels, scale), predicted, unconditional)
 
 
 def coverage_by(

@@ -57,6 +57,24 @@ def test_normalised_intervals_cover_every_volatility_bin_and_unconditional_ones_
     assert abs(overall["unconditional_coverage_90"].item() - 0.9) < 0.01  # only on average
 
 
+def test_a_fitted_scale_covers_each_bin_when_residuals_grow_slower_than_volatility():
+    def damped(rows: int, seed: int, first: dt.date = START) -> pl.DataFrame:
+        frame = heteroscedastic(rows, seed, first)  # noise ~ sqrt(sigma) instead of sigma
+        noise = frame["forward_return"] - frame["volatility"] * (0.05 + 0.3 * frame["score"])
+        return frame.with_columns(
+            forward_return=frame["volatility"] * (0.05 + 0.3 * frame["score"])
+            + noise / frame["volatility"] * (frame["volatility"] * 0.02).sqrt()
+        )
+
+    calibration, predicted = damped(20_000, 8), damped(30_000, 9, dt.date(2010, 3, 1))
+    by_scale = {}
+    for scale in ("volatility", "fitted"):
+        out = ri.return_intervals(calibration, predicted, horizon=1, scale=scale)
+        by_scale[scale] = ri.coverage_by(volatility_quintiles(out), ["quintile"])["coverage_90"]
+    assert np.all(np.abs(by_scale["fitted"].to_numpy() - 0.9) < 0.02), by_scale["fitted"]
+    assert by_scale["volatility"][0] < 0.85 and by_scale["volatility"][-1] > 0.95  # d = 1: wrong
+
+
 def test_mapping_recovers_the_scale_and_the_quantile_has_the_finite_sample_correction():
     calibration = heteroscedastic(5_001, seed=3)
     model = ri.calibrate(calibration, horizon=1)
