@@ -1,6 +1,7 @@
 """The Feast assets on the real S&P 500 year: online freshness, versions, historical == as-of."""
 
 import datetime as dt
+import shutil
 
 import dagster as dg
 import numpy as np
@@ -42,8 +43,11 @@ def check_evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluati
 def served(lake_with_features, tmp_path_factory):
     """The whole store built as from the UI (no partition range: every session), then LAST's
     features rewritten (a new Delta version) and copied to the snapshot alone (the online store
-    one version behind), then LAST loaded online as the chain's range run does."""
-    lake = lake_with_features
+    one version behind), then LAST loaded online as the chain's range run does. On a copy of
+    the session's lake: the rewrite must not change what the feature tests read."""
+    copy = tmp_path_factory.mktemp("feast_lake") / "lake"
+    shutil.copytree(lake_with_features.root, copy)
+    lake = LakeResource(root=str(copy))
     feast = FeastResource(repo_dir=str(tmp_path_factory.mktemp("feast")))
     resources = {"lake": lake, "feast": feast}
     whole = dg.materialize(FEAST_ASSETS, resources=resources)
