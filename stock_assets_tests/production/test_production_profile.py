@@ -93,7 +93,9 @@ def production_env(postgres, s3, redis_address: str, bootstrap: str, topic: str,
         "STOCK_FEAST_REDIS": f"{redis_address},db={REDIS_DB}",
         "STOCK_MLFLOW_TRACKING_URI": postgres.url("mlflow"),
         "STOCK_MLFLOW_ARTIFACTS": f"s3://{BUCKET}/mlflow",
-        "STOCK_SIGNALS_MIN_UNIVERSE_SHARE": "0",  # ~60 of ~500 members: ranked, not thin
+        # about 50 names, fewer of them index members: ranked, not thin
+        "STOCK_SIGNALS_MIN_NAMES": "20",
+        "STOCK_SIGNALS_MIN_UNIVERSE_SHARE": "0",
     }
 
 
