@@ -218,7 +218,13 @@ def predict(
     sessions), ``expected_price`` and ``price_lower/upper_<level>`` (``last_close`` x (1 +
     return), in ``last_close``'s currency). With ``unconditional``, also
     ``unconditional_lower/upper_<level>`` in return units. Null volatility or score: nulls.
+    Raises if a predicted day is not after ``model.labels_known_until``.
     """
+    if predicted.height and predicted["date"].min() <= model.labels_known_until:
+        raise ValueError(
+            f"predicting {predicted['date'].min()} with a calibration whose labels run to "
+            f"{model.labels_known_until}: the calibration overlaps the predicted days"
+        )
     ok = (
         pl.col("score").is_finite() & pl.col("volatility").is_finite() & (pl.col("volatility") > 0)
     ).fill_null(False)

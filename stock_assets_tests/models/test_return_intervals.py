@@ -129,6 +129,8 @@ def test_calibration_labels_known_on_or_after_the_first_predicted_day_raise():
     )
     with pytest.raises(ValueError, match="overlap the predicted days"):
         ri.return_intervals(one_late, predicted, horizon=1)
+    with pytest.raises(ValueError, match="overlaps the predicted days"):
+        ri.predict(ri.calibrate(one_late, horizon=1), predicted)  # the model remembers too
     just_in_time = calibration.head(1).with_columns(label_known_on=pl.lit(first - dt.timedelta(1)))
     ri.return_intervals(pl.concat([calibration, just_in_time]), predicted, horizon=1)
 
