@@ -61,16 +61,21 @@ class PredictionChain:
         return "\n".join(lines)
 
 
-def prediction_chain(
-    lake: LakeIO, registry, ticker: str, day: dt.date, role: str = "champion"
-) -> PredictionChain:
-    """The chain of the stored ``role`` prediction for ``ticker`` on ``day``."""
+def stored_prediction(lake: LakeIO, ticker: str, day: dt.date, role: str = "champion") -> dict:
+    """The stored ``role`` prediction row of ``ticker`` on ``day``; LookupError if none."""
     stored = lake.read_dates(tables.GOLD_PREDICTIONS, day, day).filter(
         (pl.col("ticker") == ticker) & (pl.col("role") == role)
     )
     if stored.is_empty():
         raise LookupError(f"no {role} prediction stored for {ticker} on {day}")
-    prediction = stored.row(0, named=True)
+    return stored.row(0, named=True)
+
+
+def prediction_chain(
+    lake: LakeIO, registry, ticker: str, day: dt.date, role: str = "champion"
+) -> PredictionChain:
+    """The chain of the stored ``role`` prediction for ``ticker`` on ``day``."""
+    prediction = stored_prediction(lake, ticker, day, role)
     version = registry.client().get_model_version(
         prediction["model_name"], prediction["model_version"]
     )

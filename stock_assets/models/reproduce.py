@@ -18,6 +18,7 @@ import polars as pl
 
 from stock_assets import tables
 from stock_assets.lake import LakeIO
+from stock_assets.models.audit import stored_prediction
 
 
 @dataclass
@@ -84,12 +85,7 @@ def reproduce(
     from stock_assets.gold.feature_set import SCHEMA
     from stock_assets.models.walk_forward import predict
 
-    stored = lake.read_dates(tables.GOLD_PREDICTIONS, day, day).filter(
-        (pl.col("ticker") == ticker) & (pl.col("role") == role)
-    )
-    if stored.is_empty():
-        raise LookupError(f"no {role} prediction stored for {ticker} on {day}")
-    prediction = stored.row(0, named=True)
+    prediction = stored_prediction(lake, ticker, day, role)
     rows = lake.read_dates(
         tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]
     ).filter(pl.col("instrument") == prediction["instrument"])
