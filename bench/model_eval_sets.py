@@ -108,6 +108,15 @@ def plan_for(name: str, variant: str) -> Plan:
     return dataclasses.replace(PLANS[name], training=VARIANTS[variant])
 
 
+def chosen_sets(parser, sets: str) -> list[str]:
+    """The comma-separated ``--sets`` value as plan names; an unknown name is a usage error."""
+    names = [n.strip() for n in sets.split(",") if n.strip()]
+    unknown = set(names) - set(PLANS)
+    if unknown:
+        parser.error(f"unknown sets {sorted(unknown)}; choose from {', '.join(PLANS)}")
+    return names
+
+
 # -- bars and context -------------------------------------------------------------------------
 @dataclass
 class Sources:

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_eval_clock import load_average  # noqa: E402
 from model_eval_run import evaluate_set  # noqa: E402
-from model_eval_sets import PLANS, VARIANTS, context_of, load_sources  # noqa: E402
+from model_eval_sets import PLANS, VARIANTS, chosen_sets, context_of, load_sources  # noqa: E402
 
 __all__ = ["PLANS", "context_of", "load_average", "load_sources"]  # bench/scaling.py uses these
 
@@ -72,10 +72,7 @@ def main() -> None:
         "--ablation", action="store_true", help="market-wide features ablation (cross-sections)"
     )
     args = parser.parse_args()
-    names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = set(names) - set(PLANS)
-    if unknown:
-        parser.error(f"unknown sets {sorted(unknown)}; choose from {', '.join(PLANS)}")
+    names = chosen_sets(parser, args.sets)
     warnings.filterwarnings("ignore", category=UserWarning)
     started = time.perf_counter()
     training = VARIANTS[args.variant]

@@ -37,8 +37,8 @@ from model_eval_clock import Clock, load_average  # noqa: E402
 from model_eval_run import train_ours  # noqa: E402
 from model_eval_sets import (  # noqa: E402
     KEY,
-    PLANS,
     adjusted_bars,
+    chosen_sets,
     context_of,
     load_sources,
     plan_for,
@@ -241,10 +241,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="about N instruments (0: all)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
-    names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = set(names) - set(PLANS)
-    if unknown:
-        parser.error(f"unknown sets {sorted(unknown)}; choose from {', '.join(PLANS)}")
+    names = chosen_sets(parser, args.sets)
     warnings.filterwarnings("ignore", category=UserWarning)
     print(f"load average at start: {load_average()}")
     sources = load_sources()
