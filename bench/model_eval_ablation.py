@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 from model_eval_scoring import Score, scored
-from model_eval_sets import SIGNAL_FLOOR, SetData
+from model_eval_sets import SIGNAL_FLOOR, SetData, train_folds
 
 from stock_assets.gold.feature_set import MODEL_FEATURES
 from stock_assets.models import gate
@@ -33,7 +33,6 @@ from stock_assets.models.walk_forward import (
     TrainedFold,
     predict,
     training_rows,
-    walk_forward,
 )
 
 ROW_KEY = ["instrument", "ticker", "date"]
@@ -100,10 +99,9 @@ def run_variant(
     data: SetData, name: str, features: pl.DataFrame, names: list[str], config: LightGBMConfig
 ) -> Variant:
     plan = data.plan
-    trained, predictions = walk_forward(
-        features, data.labels, plan.split, config, names, plan.normalisation
-    )
     labelled = labelled_universe(features, data.labels, plan.normalisation)
+    members = features.filter(pl.col("in_universe").fill_null(False))
+    trained, predictions = train_folds(labelled, members, data.folds, config, names)
     test, books = scored(data, predictions)
     rows = gate_predictions(trained, labelled, data)
     summary = summarize_ic(daily_ic(rows)["rank_ic"], horizon=plan.split.horizon)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import polars as pl
 from model_eval_scoring import Score, score, scored
-from model_eval_sets import KEY, SetData, truncated
+from model_eval_sets import KEY, SetData, strided, train_folds
 
 from stock_assets.gold.alpha158 import ALPHA158_COLUMNS
 from stock_assets.gold.feature_set import MODEL_FEATURES
@@ -22,7 +22,8 @@ from stock_assets.models.evaluation import (
     shuffled_prediction,
     summarize_ic,
 )
-from stock_assets.models.walk_forward import Fold, LightGBMConfig, training_rows, walk_forward
+from stock_assets.models.labels import labelled_universe
+from stock_assets.models.walk_forward import Fold, LightGBMConfig, training_rows
 
 SANITY_ROUNDS = 50  # boosting rounds of the trained sanity runs
 
@@ -104,11 +105,25 @@ def shuffled_within(
     )
 
 
-def sanity_runs(data: SetData, config: LightGBMConfig, sanity_folds: int) -> dict[str, Score]:
+def sanity_folds_of(data: SetData, sanity_folds: int, series_cap: int) -> list[Fold]:
+    """The evaluated folds the trained sanity runs use: the first ``sanity_folds`` on the
+    cross-sectional sets; on the few-name sets every one, or at most ``series_cap`` (> 0)
+    spread evenly over them, the newest kept (`strided`)."""
+    folds = data.folds
+    if data.plan.cross_sectional:
+        return folds[: min(sanity_folds, len(folds))]
+    if series_cap and len(folds) > series_cap:
+        return strided(folds, math.ceil(len(folds) / series_cap))
+    return folds
+
+
+def sanity_runs(
+    data: SetData, config: LightGBMConfig, sanity_folds: int, series_cap: int = 0
+) -> dict[str, Score]:
     """Scores of the label as the prediction, the label shuffled as the prediction, and (on
-    the first ``sanity_folds`` folds of the cross-sectional sets, on every fold of the few-name
-    sets) a model trained with the label as a feature and one trained on shuffled labels."""
-    plan, test_rows, folds = data.plan, data.test_rows, data.folds
+    `sanity_folds_of` the evaluated folds) a model trained with the label as a feature and
+    one trained on shuffled labels."""
+    plan, test_rows = data.plan, data.test_rows
     sanity = {}
     sanity["label as prediction"] = score(label_as_prediction(test_rows), plan)
     by = "date" if plan.cross_sectional else "instrument"  # across names / across time
@@ -121,23 +136,27 @@ def sanity_runs(data: SetData, config: LightGBMConfig, sanity_folds: int) -> dic
     )
     # at most SANITY_ROUNDS boosting rounds (the leak would otherwise keep improving for all
     # 300, and a few dozen already rank it near 1)
-    few = min(sanity_folds, len(folds)) if plan.cross_sectional else len(folds)
+    folds = sanity_folds_of(data, sanity_folds, series_cap)
     quick = dataclasses.replace(config, num_boost_round=SANITY_ROUNDS)
-    if few:
-        small = truncated(data.features, folds, few)
-        small_tests = test_rows.filter(pl.col("fold") < few)
-        labels = data.labels
+    if folds:
+        small = data.features.filter(pl.col("date") <= folds[-1].test_end)
+        members = small.filter(pl.col("in_universe").fill_null(False))
+        small_tests = test_rows.filter(pl.col("fold").is_in([f.number for f in folds]))
+        labels, norm = data.labels, plan.normalisation
         leak = small.join(labels.select(*KEY, leak_label="forward_return"), on=KEY, how="left")
-        _, leaked = walk_forward(
-            leak, labels, plan.split, quick, (*MODEL_FEATURES, "leak_label"), plan.normalisation
-        )
+        _, leaked = train_folds(
+            labelled_universe(leak, labels, norm),
+            leak.filter(pl.col("in_universe").fill_null(False)),
+            folds, quick, (*MODEL_FEATURES, "leak_label"),
+        )  # fmt: skip
         shuffled = shuffled_within(labels, "forward_return", by, seed=5)
-        _, noise = walk_forward(
-            small, shuffled, plan.split, quick, MODEL_FEATURES, plan.normalisation
+        _, noise = train_folds(labelled_universe(small, shuffled, norm), members, folds, quick)
+        what = f"{len(folds)} folds" + (
+            f" of {len(data.folds)}" if len(folds) < len(data.folds) else ""
         )
         for label, pred in (
-            (f"label as a feature, trained ({few} folds)", leaked),
-            (f"trained on shuffled labels ({few} folds)", noise),
+            (f"label as a feature, trained ({what})", leaked),
+            (f"trained on shuffled labels ({what})", noise),
         ):
             rows = small_tests.select(*KEY, "fold", "label").join(
                 pred.select(*KEY, "prediction"), on=KEY, how="left"

@@ -27,6 +27,7 @@ def print_header(name: str, adjusted: pl.DataFrame, plan: Plan) -> None:
 
 def print_folds(data: SetData) -> None:
     split, folds, test_rows = data.plan.split, data.folds, data.test_rows
+    print(f"months covered: {data.coverage}")
     print(
         f"folds: {len(folds)} ({split.window}, train >= {split.min_train_sessions} sessions"
         + (f", last {split.rolling_sessions}" if split.window == "rolling" else "")
@@ -56,9 +57,10 @@ def thin_line(data: SetData) -> str:
     )
 
 
-def print_scores(models: list, plan: Plan) -> None:
+def print_scores(models: list, plan: Plan, coverage: str) -> None:
     """The IC table: rank IC with its Newey-West t's, ICIR, IC with its Newey-West t."""
     first = models[0][1]
+    print(f"scores, {coverage}:")
     unit = "days" if plan.cross_sectional else "rows"
     short, long = f"t NW{first.nw_lags}", f"t NW{first.long_lags}"
     print(f"(t NWn: Newey-West t with n lags; {first.nw_lags} = hac_lags(horizon "
@@ -82,13 +84,14 @@ def print_scores(models: list, plan: Plan) -> None:
             ))  # fmt: skip
 
 
-def print_books(models: list, plan: Plan) -> None:
+def print_books(models: list, plan: Plan, coverage: str) -> None:
     if plan.cross_sectional:
         books = [("long", f"top-{plan.k}"), ("long_short", f"top-{plan.k} - bottom-{plan.k}")]
         bench = ("benchmark", "equal-weight buy-and-hold")
     else:
         books = [("long", "long if predicted up")]
         bench = ("benchmark", "always long, equal weight")
+    print(f"books, {coverage}:")
     print(
         f"{'book, net of 5/15 bp':32s} {'':22s} {'ann.ret':>8s} {'Sharpe':>7s} {'maxDD':>7s} "
         f"{'turnover':>8s}"
@@ -115,7 +118,8 @@ def runs(chosen: list[dict]) -> str:
     return ", ".join(n if k == 1 else f"{n} x{k}" for n, k in out)
 
 
-def print_fold_table(per_fold: list[dict], qlib: bool) -> None:
+def print_fold_table(per_fold: list[dict], qlib: bool, coverage: str) -> None:
+    print(f"per fold, {coverage}:")
     print(
         f"per fold: {'test slice':23s} {'rows':>6s} {'best it.':>8s} {'valid rIC':>9s} "
         f"{'test rIC':>8s}" + (f" {'Qlib it.':>8s} {'Qlib rIC':>8s}" if qlib else "")
@@ -133,17 +137,18 @@ def print_fold_table(per_fold: list[dict], qlib: bool) -> None:
         )
 
 
-def print_conformal(conformal: dict) -> None:
+def print_conformal(conformal: dict, coverage: str) -> None:
     print(
-        f"conformal {conformal['level']:.0%} intervals (calibrated on each fold's gate slice, "
-        f"measured on its test slice): coverage {conformal['coverage']:.3f} over "
-        f"{conformal['rows']:,} rows, folds {conformal['fold_min']:.3f}.."
+        f"conformal, {coverage}: {conformal['level']:.0%} intervals (calibrated on each "
+        f"fold's gate slice, measured on its test slice): coverage "
+        f"{conformal['coverage']:.3f} over {conformal['rows']:,} rows, folds "
+        f"{conformal['fold_min']:.3f}.."
         f"{conformal['fold_max']:.3f}, mean width {conformal['mean_width']:.3f} (label units)"
     )
 
 
-def print_sanity(sanity: dict[str, Score]) -> None:
-    print("sanity (t NWn: Newey-West t with n lags):")
+def print_sanity(sanity: dict[str, Score], coverage: str) -> None:
+    print(f"sanity, {coverage} (t NWn: Newey-West t with n lags):")
     for label, s in sanity.items():
         print(
             f"  {label:44s} rank IC {fmt(s.rank_ic, '+.3f')} (t NW{s.nw_lags} "
@@ -152,10 +157,10 @@ def print_sanity(sanity: dict[str, Score]) -> None:
         )
 
 
-def print_times(times: dict, qlib_rows: int | None) -> None:
+def print_times(times: dict, qlib_rows: int | None, coverage: str) -> None:
     """``times``: the "times" entry of `model_eval_run.evaluate_set`'s result."""
     print(
-        f"times (wall s): ours {times['ours_total']:.1f} = "
+        f"times (wall s; {coverage}): ours {times['ours_total']:.1f} = "
         + " + ".join(f"{k} {v:.1f}" for k, v in times["ours"].items())
         + f"; of which training {times['ours_training']:.1f}, inference "
         f"{times['ours_inference']:.1f} (re-run); factor baseline {times['factor_baseline']:.1f}; "
@@ -171,8 +176,11 @@ def print_times(times: dict, qlib_rows: int | None) -> None:
         print(f"             ours / Qlib = {times['ours_total'] / times['qlib_total']:.3f}")
 
 
-def print_ablation(variants: list, chosen: str, market: list[str], plan: Plan) -> None:
+def print_ablation(
+    variants: list, chosen: str, market: list[str], plan: Plan, coverage: str
+) -> None:
     """The market-wide features ablation: chosen on the gate slices, test figures beside."""
+    print(f"ablation, {coverage}:")
     print(f"ablation: {len(market)} market-wide columns found in the data: {', '.join(market)}")
     first = variants[0]
     gate_t, test_t = f"t NW{first.gate.nw_lags}", f"t NW{first.test.nw_lags}"

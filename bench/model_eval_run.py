@@ -30,16 +30,15 @@ from model_eval_sets import (
     context_of,
     plan_for,
     prepare,
+    train_folds,
 )
 
-from stock_assets.gold.feature_set import MODEL_FEATURES
 from stock_assets.models.conformal import calibrate, coverage, predict_intervals
 from stock_assets.models.walk_forward import (
     LightGBMConfig,
     TrainedFold,
     predict,
     training_rows,
-    walk_forward,
 )
 
 
@@ -51,14 +50,11 @@ class Ours:
 
 
 def train_ours(data: SetData, config: LightGBMConfig, clock: Clock) -> Ours:
-    """`walk_forward` on the set's folds (timed on ``clock``), and its test predictions made
-    again from the boosters, timed apart as the inference time (and checked equal)."""
-    plan = data.plan
+    """The set's (evaluated) folds trained as `walk_forward` trains them (timed on ``clock``),
+    and its test predictions made again from the boosters, timed apart as the inference time
+    (and checked equal)."""
     with clock("walk-forward (train + predict)"):
-        trained, predictions = walk_forward(
-            data.features, data.labels, plan.split, config, MODEL_FEATURES, plan.normalisation
-        )
-    assert [t.fold for t in trained] == data.folds, "walk_forward made other folds"
+        trained, predictions = train_folds(data.labelled, data.members, data.folds, config)
     inference = time.perf_counter()
     again = pl.concat(
         predict(t.booster, t.fold.rows(data.members, "test"), t.best_iteration) for t in trained
@@ -134,7 +130,7 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
     config = plan.training.lightgbm()  # the asset's LightGBM settings
     clock = Clock()  # ours: features, labels, walk-forward, evaluation
 
-    data = prepare(adjusted, context, plan, args.folds, clock)
+    data = prepare(adjusted, context, plan, args.folds, clock, args.every)
     ours = train_ours(data, config, clock)
     with clock("evaluation (IC, books)"):
         our_score, our_books = scored(data, ours.predictions)
@@ -147,7 +143,7 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
     factor_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    sanity = sanity_runs(data, config, args.sanity_folds)
+    sanity = sanity_runs(data, config, args.sanity_folds, args.series_sanity_folds)
     sanity_seconds = time.perf_counter() - started
 
     qlib, qlib_rows = None, None
@@ -172,19 +168,20 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
         "best_iterations_qlib": qlib.best_iterations if qlib else None,
     }
 
+    covered = data.coverage
     report.print_folds(data)
-    report.print_scores(models, plan)
-    report.print_books(models, plan)
+    report.print_scores(models, plan, covered)
+    report.print_books(models, plan, covered)
     print(f"factor chosen per fold (on training rows): {report.runs(chosen)}")
-    report.print_fold_table(per_fold, qlib is not None)
-    report.print_conformal(conformal)
-    report.print_sanity(sanity)
-    report.print_times(times, qlib_rows)
+    report.print_fold_table(per_fold, qlib is not None, covered)
+    report.print_conformal(conformal, covered)
+    report.print_sanity(sanity, covered)
+    report.print_times(times, qlib_rows, covered)
     ablated = None
     if args.ablation and plan.cross_sectional:
         started = time.perf_counter()
         variants, chosen, market = ablation(data, config)
-        report.print_ablation(variants, chosen, market, plan)
+        report.print_ablation(variants, chosen, market, plan, covered)
         print(f"ablation took {time.perf_counter() - started:.1f}s (outside every total)")
         ablated = {
             "market_wide": market,
@@ -209,6 +206,9 @@ def evaluate_set(name: str, args: argparse.Namespace, sources: Sources) -> dict:
         "thin_sessions": data.thin_days,
         "thin_rule": plan.thin,
         "folds": [f.as_dict() for f in data.folds],
+        "every": data.every,
+        "monthly_folds": data.monthly_folds,
+        "coverage": covered,
         "test_days": data.test_rows["date"].n_unique(),
         "test_rows": data.test_rows.height,
         "scores": {m: dataclasses.asdict(s) for m, s, _ in models},

@@ -16,10 +16,19 @@ from model_eval_clock import Clock
 
 from stock_assets.bronze.replay import select_bars
 from stock_assets.gold.assemble import Context, assemble
+from stock_assets.gold.feature_set import MODEL_FEATURES
 from stock_assets.gold.signals import SignalConfig, session_cross_sections
 from stock_assets.models.challenger import TrainingConfig
 from stock_assets.models.labels import Normalisation, forward_returns, labelled_universe
-from stock_assets.models.walk_forward import Fold, SplitConfig, walk_forward_folds
+from stock_assets.models.walk_forward import (
+    Fold,
+    LightGBMConfig,
+    SplitConfig,
+    TrainedFold,
+    predict,
+    train_labelled,
+    walk_forward_folds,
+)
 from stock_assets.pit import adjust_bars, members_on
 from stock_assets.resources.sources import (
     EarningsSource,
@@ -181,10 +190,26 @@ class SetData:
     test_rows: pl.DataFrame  # labelled members of the test slices, with their fold
     book_rows: pl.DataFrame  # members of the test slices with their 1-session return
     sessions: pl.DataFrame  # per test session: names, members, required, thin (and scored)
+    every: int = 1  # evaluated every K-th monthly fold (`strided`)
+    monthly_folds: int = 0  # monthly folds before the stride (after ``--folds``)
 
     @property
     def thin_days(self) -> int:
         return int(self.sessions["thin"].sum())
+
+    @property
+    def coverage(self) -> str:
+        """Which test months the figures cover, for every table header: a strided run never
+        reads as every month."""
+        first, last = self.folds[0].test_start, self.folds[-1].test_end
+        span = f"{first:%Y-%m}..{last:%Y-%m}"
+        if self.every == 1:
+            return f"every monthly fold: {len(self.folds)} test months {span}"
+        return (
+            f"1 in {self.every} monthly folds (K={self.every}): {len(self.folds)} of "
+            f"{self.monthly_folds} test months {span} (each the shipped refit for its month; "
+            "the months are a sample)"
+        )
 
 
 def scored_sessions(book_rows: pl.DataFrame, universe: pl.DataFrame, plan: Plan) -> pl.DataFrame:
@@ -209,16 +234,50 @@ def with_fold(frame: pl.DataFrame, folds: list[Fold]) -> pl.DataFrame:
     return pl.concat(parts)
 
 
+def strided(folds: list[Fold], every: int) -> list[Fold]:
+    """Every ``every``-th fold, counted back from the newest (which is always kept). Each
+    fold is unchanged (the shipped refit for its month, trained on all before it); only
+    which test months are evaluated is a sample."""
+    if every < 1:
+        raise ValueError(f"every must be at least 1, not {every}")
+    return folds[(len(folds) - 1) % every :: every]
+
+
+def train_folds(
+    labelled: pl.DataFrame,
+    members: pl.DataFrame,
+    folds: list[Fold],
+    config: LightGBMConfig,
+    names: tuple[str, ...] | list[str] = MODEL_FEATURES,
+) -> tuple[list[TrainedFold], pl.DataFrame]:
+    """`walk_forward`'s training of exactly ``folds`` (it trains every fold of its sessions,
+    and a strided run must skip the others): `train_labelled` per fold on ``labelled``
+    (`labelled_universe` rows, labelled once), then the test slice's ``members`` (the day's
+    universe feature rows) predicted, ``fold`` added, sorted by date and instrument."""
+    trained, parts = [], []
+    for fold in folds:
+        result = train_labelled(labelled, fold, config, names)
+        trained.append(result)
+        test = predict(result.booster, fold.rows(members, "test"), result.best_iteration)
+        parts.append(test.with_columns(fold=pl.lit(fold.number, pl.Int32)))
+    return trained, pl.concat(parts).sort("date", "instrument")
+
+
 def truncated(features: pl.DataFrame, folds: list[Fold], count: int) -> pl.DataFrame:
     """Features up to the end of the first ``count`` folds' test slices (same folds again)."""
     return features.filter(pl.col("date") <= folds[count - 1].test_end)
 
 
 def prepare(
-    adjusted: pl.DataFrame, context: Context, plan: Plan, fold_count: int, clock: Clock
+    adjusted: pl.DataFrame,
+    context: Context,
+    plan: Plan,
+    fold_count: int,
+    clock: Clock,
+    every: int = 1,
 ) -> SetData:
-    """Features and labels (timed on ``clock``) and the walk-forward folds, the first
-    ``fold_count`` of them (0: all)."""
+    """Features and labels (timed on ``clock``) and the walk-forward folds: the first
+    ``fold_count`` of them (0: all), of those every ``every``-th (`strided`)."""
     with clock("features"):
         features = assemble(adjusted, adjusted["date"].min(), adjusted["date"].max(), context)
     sessions = sorted(features["date"].unique().to_list())
@@ -226,6 +285,8 @@ def prepare(
     if fold_count:
         folds = folds[:fold_count]
         features = truncated(features, folds, len(folds))
+    monthly = len(folds)
+    folds = strided(folds, every)
     with clock("labels"):
         labels = forward_returns(adjusted, plan.split.horizon)
         next_day = forward_returns(adjusted, 1)
@@ -239,5 +300,5 @@ def prepare(
     return SetData(
         plan, adjusted, features, folds, labels, labelled, members,
         with_fold(labelled, folds).join(scored, on="date"), book_rows.join(scored, on="date"),
-        sessions,
+        sessions, every, monthly,
     )  # fmt: skip

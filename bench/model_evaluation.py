@@ -1,7 +1,8 @@
 """Model evaluation on real data: our walk-forward LightGBM, the best single factor, and Qlib.
 
     .venv/bin/python bench/model_evaluation.py [--sets sp500_2009,msft_1986] [--folds N]
-        [--sanity-folds 2] [--no-qlib] [--sample N] [--out results.json]
+        [--every K] [--sanity-folds 2] [--series-sanity-folds N] [--no-qlib] [--sample N]
+        [--out results.json]
 
 For each data set (real bars, split-adjusted by silver's `adjust_bars` with the reviewed corporate
 actions), in one run:
@@ -23,7 +24,10 @@ actions), in one run:
 
 Few-name sets (msft_1986: one name; tsd_ohlcv: one to five) have no cross-section worth ranking:
 they are trained on the raw forward return and scored per name over time (a time-series rank IC
-per name and test slice, then mean and t over those blocks). Results go to stdout; `--out`
+per name and test slice, then mean and t over those blocks). `--every K` evaluates 1 in K
+monthly folds (the newest kept), each exactly the shipped refit for its month: on the 28-33
+year sets every fold is 330-390 trainings; every table header names K and the months covered.
+Results go to stdout; `--out`
 writes them as JSON too. docs/EVALUATION.md reports a run.
 
 The code is split over bench/model_eval_*.py: `sets` (plans, bars, context, features, folds,
@@ -61,7 +65,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(PLANS), help="comma-separated data sets")
     parser.add_argument("--folds", type=int, default=0, help="only the first N folds (0: all)")
-    parser.add_argument("--sanity-folds", type=int, default=2, help="folds of trained sanity runs")
+    parser.add_argument(
+        "--every", type=int, default=1, help="evaluate 1 in K monthly folds, the newest kept"
+    )
+    parser.add_argument(
+        "--sanity-folds", type=int, default=2, help="trained sanity folds (cross-sections)"
+    )
+    parser.add_argument(
+        "--series-sanity-folds", type=int, default=0,
+        help="at most N trained sanity folds on the few-name sets (0: every evaluated fold)",
+    )  # fmt: skip
     parser.add_argument("--no-qlib", action="store_true", help="skip Qlib's workflow")
     parser.add_argument("--sample", type=int, default=0, help="about N instruments (0: all)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
