@@ -23,6 +23,7 @@ class Table:
     schema: Mapping[str, pl.DataType] = field(default_factory=dict)
     date_column: str | None = "date"  # rows a run writes are selected by this column
     partition_by: tuple[str, ...] = ("month",)  # month of date_column: many tickers per file
+    columns: Mapping[str, str] = field(default_factory=dict)  # per-column descriptions (units)
 
     @property
     def layer(self) -> str:
@@ -289,11 +290,29 @@ MODEL_COLUMNS = {
     "model_name": pl.String,
     "model_version": pl.String,  # the registered MLflow version, resolved once per run
 }
+# expected return and price with adaptive intervals (models/return_intervals): last in the
+# schema, nullable (rows without 20 returns of history have none; older tables gain them as nulls)
+INTERVAL_LEVELS = ("80", "90", "95")
+PREDICTED_RETURN_COLUMNS = {
+    "expected_return": pl.Float64,
+    **{f"return_{s}_{v}": pl.Float64 for v in INTERVAL_LEVELS for s in ("lower", "upper")},
+    "volatility": pl.Float64,
+    "last_close": pl.Float64,
+    "expected_price": pl.Float64,
+    **{f"price_{s}_{v}": pl.Float64 for v in INTERVAL_LEVELS for s in ("lower", "upper")},
+    "return_calibrated_until": pl.Date,
+}
+_RETURN_UNITS = "fraction over the model's horizon of h sessions (0.01 = +1%)"
+_PRICE_UNITS = "currency of last_close"
 GOLD_PREDICTIONS = Table(
     "gold/predictions",
-    "Per ticker and session: the model's score for the forward return (the label's units: the "
-    "cross-sectional rank-gaussian of the h-session return), its conformal interval, the model "
-    "that made it and the table versions behind it; role champion, or challenger in shadow.",
+    "Per ticker and session: the model's score (the label's units: the cross-sectional "
+    "rank-gaussian of the h-session return, used for ranking and signals) with its conformal "
+    "interval; the expected h-session return (a fraction: 0.01 = +1%) with conformal intervals "
+    "at 80/90/95% that widen with the stock's trailing volatility, and the implied price "
+    "last_close x (1 + return) in the currency of last_close, the traded close of the session "
+    "(null without 20 returns of history); the model that made it and the table versions "
+    "behind it; role champion, or challenger in shadow.",
     {
         "instrument": pl.String,
         "ticker": pl.String,
@@ -310,6 +329,30 @@ GOLD_PREDICTIONS = Table(
         "feature_table_version": pl.Int64,
         "adjusted_bars_version": pl.Int64,
         **MONTH,
+        **PREDICTED_RETURN_COLUMNS,
+    },
+    columns={
+        "prediction": "score, rank-gaussian units of the cross-sectional label (no return units)",
+        "lower": "score interval's lower bound at interval_level (rank-gaussian units)",
+        "upper": "score interval's upper bound at interval_level (rank-gaussian units)",
+        "interval_level": "confidence level of lower..upper (0.9 = 90%)",
+        "horizon": "sessions ahead the prediction looks (h)",
+        "expected_return": f"expected return, {_RETURN_UNITS}",
+        **{
+            f"return_{s}_{v}": f"{s} bound of the {v}% return interval, {_RETURN_UNITS}"
+            for v in INTERVAL_LEVELS
+            for s in ("lower", "upper")
+        },
+        "volatility": "std of the last 20 daily returns times sqrt(h), a fraction over h sessions",
+        "last_close": "traded (unadjusted) close of the session, currency of the bars",
+        "expected_price": f"last_close x (1 + expected_return), {_PRICE_UNITS}",
+        **{
+            f"price_{s}_{v}": f"{s} bound of the {v}% price interval, {_PRICE_UNITS}"
+            for v in INTERVAL_LEVELS
+            for s in ("lower", "upper")
+        },
+        "return_calibrated_until": "latest session whose realised return the row's interval "
+        "calibration used (always before date)",
     },
 )
 GOLD_SIGNALS = Table(

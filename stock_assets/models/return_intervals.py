@@ -33,7 +33,7 @@ Units: returns are fractions over h sessions (0.01 = +1%); prices are in the cur
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +48,11 @@ VOLATILITY_SESSIONS = 20
 CALIBRATION_COLUMNS = ["instrument", "date", "label_known_on", "score", "volatility"]
 PREDICTED_COLUMNS = ["instrument", "date", "score", "volatility", "last_close"]
 Scale = Literal["volatility", "fitted"]
+# what ships (gold/predictions) and the bench's default variant: recalibrated every predicted day
+# on the latest CALIBRATION_SESSIONS sessions of known labels, with the fitted residual scale
+SHIPPED_MODE = "rolling"
+SHIPPED_SCALE: Scale = "fitted"
+CALIBRATION_SESSIONS = 20
 
 
 def level_suffix(level: float) -> str:
@@ -146,6 +151,33 @@ class ReturnIntervalModel:
     calibration_start: dt.date
     calibration_end: dt.date
     labels_known_until: dt.date  # the latest label_known_on of the calibration rows
+
+    def summary(self) -> dict:
+        """What the calibration learnt, JSON-ready: the mapping, the normalised conformity
+        quantile per level (half-width / scale), the fitted scale's exp(c) * sigma^d (if any),
+        and where the rows came from."""
+        probe = np.array([[0.0, 1.0]])  # sigma = 1: the scale is exp(c) (fitted) or 1
+        half = np.diff(self.normalised.predict_interval(probe)[1][0], axis=0)[0] / 2
+        estimator = self.normalised._mapie_regressor.conformity_score_function_
+        fitted = getattr(estimator, "residual_estimator_", None)
+        coef = getattr(fitted, "coef_", None)
+        scale_at_one = float(np.exp(coef[1])) if coef is not None else 1.0
+        return {
+            "a": self.intercept,
+            "b": self.slope,
+            "horizon": self.horizon,
+            "quantiles": {
+                level_suffix(v): float(h / scale_at_one)
+                for v, h in zip(self.levels, half, strict=True)
+            },
+            "scale": "fitted" if coef is not None else "volatility",
+            "scale_c": float(coef[1]) if coef is not None else 0.0,
+            "scale_d": float(coef[0]) if coef is not None else 1.0,
+            "calibration_rows": self.calibration_rows,
+            "calibration_start": self.calibration_start.isoformat(),
+            "calibration_end": self.calibration_end.isoformat(),
+            "labels_known_until": self.labels_known_until.isoformat(),
+        }
 
 
 def _matrix(rows: pl.DataFrame) -> np.ndarray:
@@ -287,6 +319,38 @@ def return_intervals(
     `check_no_overlap` (raises ValueError when a calibration label is not known in time)."""
     check_no_overlap(calibration, predicted)
     return predict(calibrate(calibration, horizon, levels, scale), predicted, unconditional)
+
+
+def latest_known(
+    pool: pl.DataFrame, day: dt.date, sessions: int = CALIBRATION_SESSIONS
+) -> pl.DataFrame:
+    """The rows of ``pool`` whose label was known before ``day`` (``label_known_on`` < day),
+    from their latest ``sessions`` dates, sorted by (date, instrument): the fitted scale's
+    random split then does not depend on the order rows were read in."""
+    known = pool.filter(pl.col("label_known_on") < day)
+    recent = known["date"].unique().sort().tail(sessions)
+    return known.filter(pl.col("date").is_in(recent.implode())).sort("date", "instrument")
+
+
+def rolling_return_intervals(
+    pool: pl.DataFrame,
+    predicted: pl.DataFrame,
+    horizon: int,
+    levels: Sequence[float] = LEVELS,
+    unconditional: bool = False,
+    scale: Scale = SHIPPED_SCALE,
+    sessions: int = CALIBRATION_SESSIONS,
+) -> Iterator[tuple[ReturnIntervalModel, pl.DataFrame]]:
+    """Per predicted day (oldest first): the model calibrated on `latest_known` rows of
+    ``pool`` (rows scored out of sample with their realised ``forward_return``), checked by
+    `check_no_overlap`, and that day's `predict` output. The calibration follows drifting
+    returns with a lag of ``horizon`` sessions."""
+    for day in predicted["date"].unique().sort():
+        rows = predicted.filter(pl.col("date") == day)
+        known = latest_known(pool, day, sessions)
+        check_no_overlap(known, rows)
+        model = calibrate(known, horizon, levels, scale)
+        yield model, predict(model, rows, unconditional)
 
 
 def coverage_by(
