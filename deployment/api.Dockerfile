@@ -1,6 +1,6 @@
 # Prediction API image: FastAPI (package serving/), started as `python -m serving` on 0.0.0.0:8000.
 #   docker build -f deployment/api.Dockerfile -t registry.example.com/stock-api:0.1.0 .
-# Same locked environment as the code location (one lock, one set of layers in the registry).
+# From the same lock as the code location, without the pipeline group: no Dagster, no Kafka.
 FROM python:3.11-slim-bookworm AS build
 RUN pip install --no-cache-dir uv==0.13.9
 ENV UV_PROJECT_ENVIRONMENT=/opt/stock-assets/.venv \
@@ -9,11 +9,11 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/stock-assets/.venv \
     UV_PYTHON_DOWNLOADS=never
 WORKDIR /opt/stock-assets
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-default-groups --no-install-project
 COPY stock_assets ./stock_assets
 COPY serving ./serving
 COPY app ./app
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-default-groups
 
 # The API loads the champion LightGBM booster: libgomp1 is its OpenMP runtime.
 FROM python:3.11-slim-bookworm

@@ -1,4 +1,5 @@
 # Analyst app image: Streamlit (app/streamlit_app.py) on 0.0.0.0:8501.
+# From the lock without the pipeline group: no Dagster, no Kafka.
 #   docker build -f deployment/app.Dockerfile -t registry.example.com/stock-app:0.1.0 .
 FROM python:3.11-slim-bookworm AS build
 RUN pip install --no-cache-dir uv==0.13.9
@@ -8,11 +9,11 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/stock-assets/.venv \
     UV_PYTHON_DOWNLOADS=never
 WORKDIR /opt/stock-assets
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-default-groups --no-install-project
 COPY stock_assets ./stock_assets
 COPY serving ./serving
 COPY app ./app
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-default-groups
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
