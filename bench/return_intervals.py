@@ -49,17 +49,20 @@ from model_eval_sets import (  # noqa: E402
 )
 
 from stock_assets.models.return_intervals import (  # noqa: E402
+    CALIBRATION_SESSIONS,
     LEVELS,
+    SHIPPED_MODE,
+    SHIPPED_SCALE,
     calibrate,
     check_no_overlap,
     coverage_by,
+    latest_known,
     predict,
+    rolling_return_intervals,
     trailing_volatility,
 )
 from stock_assets.models.walk_forward import predict as predict_scores  # noqa: E402
 from stock_assets.models.walk_forward import training_rows  # noqa: E402
-
-CALIBRATION_SESSIONS = 20  # the gate slice's length, and the rolling window's
 
 
 def fold_intervals(
@@ -96,22 +99,24 @@ def fold_intervals(
                 predicted.select(calibration.columns + ["volatility"]),
             ]
         )
-        days = sorted(predicted["date"].unique().to_list()) if mode == "rolling" else [None]
-        for day in days:
-            rows = predicted if day is None else predicted.filter(pl.col("date") == day)
-            first = rows["date"].min()
-            known = pool.filter(pl.col("label_known_on") < first)
-            recent = sorted(known["date"].unique().to_list())[-CALIBRATION_SESSIONS:]
-            known = known.filter(pl.col("date").is_in(recent))
-            check_no_overlap(known, rows)
+        if mode == "rolling":  # what gold/predictions ships: the same core function
+            calibrated = rolling_return_intervals(
+                pool, predicted, horizon, unconditional=True, scale=scale
+            )
+        else:
+            known = latest_known(pool, predicted["date"].min())
+            check_no_overlap(known, predicted)
             model = calibrate(known, horizon, scale=scale)
-            parts.append(predict(model, rows, unconditional=True))
+            calibrated = [(model, predict(model, predicted, unconditional=True))]
+        for model, out in calibrated:
+            parts.append(out)
+            first = out["date"].min()
             mappings.append(
                 {
                     "fold": fold.number,
                     "calibration": f"{model.calibration_start}..{model.calibration_end}",
                     "labels_known_until": str(model.labels_known_until),
-                    "predicted": f"{first}..{rows['date'].max()}",
+                    "predicted": f"{first}..{out['date'].max()}",
                     "calibration_rows": model.calibration_rows,
                     "a": round(model.intercept, 4),
                     "b": round(model.slope, 4),
@@ -163,6 +168,8 @@ VARIANTS = [
     ("rolling", "volatility"),
     ("rolling", "fitted"),
 ]
+SHIPPED = (SHIPPED_MODE, SHIPPED_SCALE)  # the default variant: what gold/predictions stores
+assert SHIPPED in VARIANTS
 
 
 TARGET_POINTS = 0.02  # coverage within 2 points of nominal, in every decile and month
@@ -237,7 +244,8 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
         )
         months = coverage_by(grouped, ["month"])
         summaries.append(summary(variant, overall, deciles, months))
-        print(f"\n== {name}, {variant}: {data.coverage}; horizon {horizon} session(s), "
+        shipped = " (shipped: gold/predictions stores it)" if (mode, scale) == SHIPPED else ""
+        print(f"\n== {name}, {variant}{shipped}: {data.coverage}; horizon {horizon} session(s), "
               f"{len(ours.trained)} folds, "
               f"{len(mappings)} calibrations, {grouped.height} test rows with a volatility, "
               f"{grouped['date'].n_unique()} sessions (thin sessions excluded); returns are "
