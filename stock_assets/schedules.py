@@ -156,8 +156,9 @@ ALTDATA_SCHEDULES = [
 model_refit_job = dg.define_asset_job(
     "model_refit_job",
     selection=dg.AssetSelection.assets(CHALLENGER_KEY, CHAMPION_KEY),
-    description="Refit the month's challenger and promote it to champion if its blocking checks "
-    "pass (validation rank IC above the floor, not worse than the champion on the same rows).",
+    description="Refit the month's challenger (monthly, or decided at a drift report's session "
+    "and serving from the next) and promote it to champion if its blocking checks pass (gate "
+    "rank IC above the floor, beats the champion on the same out-of-sample days).",
 )
 
 

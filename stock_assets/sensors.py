@@ -17,12 +17,15 @@ from stock_assets.bronze.contract import TopicContract
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.news_articles import NEWS_ARTICLES
+from stock_assets.calendar import is_trading_day
 from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
 from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
 from stock_assets.gold.signals import signals
+from stock_assets.models.challenger import model_months
 from stock_assets.models.drift import DRIFT_KEY
-from stock_assets.partitions import range_tags, trading_day_partitions
+from stock_assets.models.training import next_session
+from stock_assets.partitions import month_key, range_tags, trading_day_partitions
 from stock_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from stock_assets.resources.lake import LakeResource
 from stock_assets.silver.adjusted_daily_bars import ADJUSTED_CHECKS, adjusted_daily_bars
@@ -231,14 +234,38 @@ def daily_bars_sensor(context: dg.SensorEvaluationContext):
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def drift_refit_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """A drift report asking for a refit becomes one refit run of the newest session's month.
+    """A drift report asking for a refit becomes one refit run decided at its newest session.
 
-    The refit keeps the monthly contract (trained on what was known before the month starts),
-    so drift inside the month reaches the model at the next month's refit at the latest.
+    The refit learns what was known at that session's close (its data cut is the last session
+    whose label is known then) and serves from the next session, so drift inside a month
+    reaches the model the next day, not at the next month's refit. It runs the challenger
+    partition of the month it serves in; the champion's shadow evidence reads the same cut.
     """
     metadata = asset_event.asset_materialization.metadata
     if not metadata.get("refit_requested") or not metadata["refit_requested"].value:
         return dg.SkipReason("the latest drift report asks for no refit")
-    newest = metadata["recent_window"].value.split("..")[-1]
-    month = f"{newest[:7]}-01"
-    return dg.RunRequest(run_key=f"drift-refit@{asset_event.timestamp}", partition_key=month)
+    if "decision_session" in metadata:
+        decided = metadata["decision_session"].value
+    else:  # reports written before the decision was recorded: their newest session
+        decided = metadata["recent_window"].value.split("..")[-1]
+    try:
+        decision = dt.date.fromisoformat(decided)
+        serves_from = next_session(decision)
+    except ValueError as exc:
+        return dg.SkipReason(f"drift report's decision session {decided!r} is unusable: {exc}")
+    if not is_trading_day(decision):
+        return dg.SkipReason(f"drift report's decision {decision} is not an NYSE session")
+    month = month_key(serves_from)
+    if not model_months.has_partition_key(month):
+        return dg.SkipReason(f"{month} is not a refit month yet")
+    return dg.RunRequest(
+        run_key=f"drift-refit@{decision}/{asset_event.timestamp}",
+        partition_key=month,
+        run_config={
+            "ops": {
+                "models__challenger": {"config": {"decision_session": decision.isoformat()}},
+                "models__champion": {"config": {"decision_date": serves_from.isoformat()}},
+            }
+        },
+        tags={"stock/refit": "drift", "stock/decision_session": decision.isoformat()},
+    )

@@ -1,10 +1,12 @@
 """``gold/predictions``: each session scored by the model of its time, with a conformal interval.
 
-A session in month M is scored by the champion in force then (the version promoted for the
-latest month <= M) and, in shadow, by the challenger refit for that month when it differs. A
-backfill of the past therefore never uses a model trained after the day it predicts. The
-interval is the split-conformal half-width MAPIE computed on the model's validation slice,
-stored on the registered version; its units are the label's (see `tables.GOLD_PREDICTIONS`).
+A session is scored by the champion in force on its date (the latest version whose
+``champion_from`` is on or before it) and, in shadow, by the latest version serving by then
+(``serves_from``: a month's first session, or the session after a drift refit's decision) when
+it differs. A backfill of the past therefore never uses a model decided after the day it
+predicts. The interval is the split-conformal half-width MAPIE computed on the model's
+gate slice, stored on the registered version; its units are the label's (see
+`tables.GOLD_PREDICTIONS`).
 """
 
 import dagster as dg
@@ -13,19 +15,16 @@ import polars as pl
 
 from stock_assets import tables
 from stock_assets.checks import CheckInput, CheckSuite, Rule, schema_rule, unique_rule
-from stock_assets.gold.predicted_returns import (
-    add_predicted_returns,
-    intervals_hold_their_expected_values,
-)
 from stock_assets.models.challenger import CHALLENGER_KEY, MODELS_GROUP
 from stock_assets.models.champion import CHAMPION_KEY
+from stock_assets.models.registry import in_force
 from stock_assets.models.walk_forward import predict
 from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.lake import LakeResource
 from stock_assets.resources.mlflow import MlflowResource
 from stock_assets.table_assets import table_asset
 
-ROLES = {"champion": "champion_from", "challenger": "refit_month"}
+ROLES = {"champion": "champion_from", "challenger": "serves_from"}
 
 
 def interval_contains_prediction(data: CheckInput) -> tuple[bool, dict]:
@@ -59,12 +58,6 @@ PREDICTIONS_CHECKS = CheckSuite(
             "the point prediction lies inside its interval",
             interval_contains_prediction,
         ),
-        Rule(
-            "expected_values_inside_nested_intervals",
-            "expected return and price lie inside their 80/90/95% intervals, 80% inside 90% "
-            "inside 95%, each calibrated on returns known before its day",
-            intervals_hold_their_expected_values,
-        ),
     ],
     trading_day_partitions(),
 )
@@ -73,20 +66,25 @@ PREDICTIONS_CHECKS = CheckSuite(
 def score(
     features: pl.DataFrame, registry: MlflowResource, role: str, feature_version: int
 ) -> pl.DataFrame:
-    """``features`` (gold/daily_features read at ``feature_version``) scored month by month by
-    the ``role`` model in force in each month. Each prediction keeps the adjusted-bars version
-    its feature row was computed from, not the one current when it is scored."""
-    parts, boosters = [], {}
-    for (month,), rows in features.group_by(pl.col("date").dt.strftime("%Y-%m")):
-        version = registry.version_as_of(month, ROLES[role])
+    """``features`` (gold/daily_features read at ``feature_version``) scored session by
+    session by the ``role`` model in force on each date: the latest version whose start
+    (`champion_from`, or `serves_from` in shadow) is on or before it, so no day is scored by a
+    model decided after it. Each prediction keeps the adjusted-bars version its feature row was
+    computed from, not the one current when it is scored."""
+    parts, listed = [], registry.versions()
+    chosen = {}  # version number -> (version, the dates it scores)
+    for day in features["date"].unique().to_list():
+        version = in_force(listed, day, ROLES[role])
         if version is None:
             continue
         if role == "challenger":
-            champion = registry.version_as_of(month, ROLES["champion"])
+            champion = in_force(listed, day, ROLES["champion"])
             if champion is not None and champion.version == version.version:
                 continue  # no shadow when the challenger is the champion
-        booster = boosters.get(version.version) or registry.load_booster(version.version)
-        boosters[version.version] = booster
+        chosen.setdefault(str(version.version), (version, []))[1].append(day)
+    for version, days in chosen.values():
+        booster = registry.load_booster(version.version)
+        rows = features.filter(pl.col("date").is_in(days))
         half = float(version.tags["conformal_half_width"])
         scored = predict(booster, rows).join(
             rows.select("instrument", "date", "in_universe", "adjusted_bars_version"),
@@ -113,7 +111,6 @@ def score(
     group=MODELS_GROUP,
     deps=[
         tables.GOLD_DAILY_FEATURES,
-        tables.ADJUSTED_DAILY_BARS,  # closes, trailing volatility and realised returns
         *(
             dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping())
             for key in (CHALLENGER_KEY, CHAMPION_KEY)
@@ -140,9 +137,6 @@ def predictions(
         )
         return
     frame = frame.with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
-    frame, returns = add_predicted_returns(
-        frame, features, lake, mlflow_registry, feature_version, start, end
-    )
     frame = frame.select(list(tables.GOLD_PREDICTIONS.schema))
     checked = PREDICTIONS_CHECKS.gate(CheckInput(frame, lake, start, end))
     version = lake.overwrite_dates(tables.GOLD_PREDICTIONS, frame, start, end)
@@ -157,7 +151,6 @@ def predictions(
             "feature_table_version": feature_version,
             "adjusted_bars_versions": sorted(frame["adjusted_bars_version"].unique().to_list()),
             "delta_version": version,
-            **returns,
             **checked,
         }
     )

@@ -2,6 +2,8 @@
 
 One partition per month: the model that will predict that month, trained on what was known
 before it (`training`: train, early-stopping and gate slices, disjoint, gaps of the horizon).
+A refit requested by drift runs the same partition with ``decision_session`` set: trained on
+what was known at that session's close, it serves from the next session.
 Its two blocking checks gate promotion, both on the gate slice the model was neither fitted nor
 stopped on: its rank IC must clear a floor, and it must beat the champion on the same
 out-of-sample days by a paired Newey-West t (`gate.promotes`). A refit whose cut and inputs
@@ -22,12 +24,13 @@ import polars as pl
 from mlflow.models import infer_signature
 
 from stock_assets import tables
-from stock_assets.models import gate, return_calibration
+from stock_assets.models import gate
 from stock_assets.models.evaluation import ic_report
 from stock_assets.models.training import (
     SHIPPED_SPLIT,
     MonthlyInputs,
     MonthlyModel,
+    month_decision,
     prepare_month,
     train_prepared,
 )
@@ -71,6 +74,17 @@ class TrainingConfig(dg.Config):
     min_validation_rank_ic: float = -0.03
     min_paired_t: float = gate.MIN_T
     min_paired_days: int = gate.MIN_DAYS
+    # YYYY-MM-DD: a refit decided at that session's close (drift_refit_sensor sets it); empty:
+    # the month's scheduled refit, decided before its first session. Not part of the digest: a
+    # refit decided on a month's eve learns what the month's scheduled refit learns
+    decision_session: str = ""
+
+    def decision(self) -> dt.date | None:
+        return dt.date.fromisoformat(self.decision_session) if self.decision_session else None
+
+    def settings(self) -> dict:
+        """What the training digest keys on besides the rows: every setting but the decision."""
+        return self.model_dump(exclude={"decision_session"})
 
     def split(self) -> SplitConfig:
         return SplitConfig(
@@ -112,20 +126,6 @@ def against_champion(
     return gate.paired_rank_ic(scored, horizon), rows
 
 
-def calibrate_returns(
-    registry: MlflowResource,
-    run_id: str,
-    version: str,
-    scored_gate: pl.DataFrame,
-    bars: pl.DataFrame,
-    config: TrainingConfig,
-) -> dict:
-    """The expected-return intervals' calibration on the gate slice (where labels exist and the
-    model is out of sample), stored on the version for gold/predictions (`return_calibration`).
-    ``bars``: the adjusted bars the refit read (nothing after its decision)."""
-    return return_calibration.record(registry, run_id, version, scored_gate, bars, config.horizon)
-
-
 def unchanged_refit(registry: MlflowResource, month: str, inputs: MonthlyInputs):
     """The version already registered for ``month`` from the same cut and inputs: nothing new
     to learn, so its result and stored verdict stand."""
@@ -144,6 +144,7 @@ def unchanged_refit(registry: MlflowResource, month: str, inputs: MonthlyInputs)
                 "reason": why,
                 "training_digest": inputs.digest,
                 "data_cut": inputs.data_cut.isoformat(),
+                "decision_session": inputs.decision.isoformat(),
                 "mlflow_run_id": twin.run_id,
             }
         ),
@@ -173,19 +174,26 @@ def challenger(
     lake: LakeResource,
     mlflow_registry: MlflowResource,
 ):
-    """Train the month's model, gate it out of sample, log it with its lineage, register it
-    and alias it challenger (or report the version that already learnt the same inputs)."""
+    """Train the month's model (or a drift refit's) on what was known at its decision, gate it
+    out of sample, log it with its lineage, register it and alias it challenger (or report the
+    version that already learnt the same inputs)."""
     month, first, last = month_of(context)
+    known_until = config.decision() or month_decision(first)
     versions = {
         "gold/daily_features": lake.version(tables.GOLD_DAILY_FEATURES),
         "silver/adjusted_daily_bars": lake.version(tables.ADJUSTED_DAILY_BARS),
     }
     began = time.perf_counter()
     features = lake.scan(tables.GOLD_DAILY_FEATURES, versions["gold/daily_features"])
-    features = features.filter(pl.col("date") < first).collect()
+    features = features.filter(pl.col("date") <= known_until).collect()
     bars = lake.scan(tables.ADJUSTED_DAILY_BARS, versions["silver/adjusted_daily_bars"])
-    bars = bars.filter(pl.col("date") < first).collect()
-    inputs = prepare_month(features, bars, first, last, config.split(), config.model_dump())
+    bars = bars.filter(pl.col("date") <= known_until).collect()
+    try:
+        inputs = prepare_month(
+            features, bars, first, last, config.split(), config.settings(), config.decision()
+        )
+    except ValueError as exc:  # a decision outside the month, or before its features exist
+        raise dg.Failure(str(exc)) from exc
     unchanged = unchanged_refit(mlflow_registry, month, inputs)
     if unchanged is not None:
         context.log.info(unchanged[0].metadata["reason"])
@@ -197,7 +205,7 @@ def challenger(
     scored = model.calibration.join(predict(trained.booster, model.calibration), on=KEY)
     own = ic_report(scored)["rank_ic"]
     rank_ic = own.mean
-    champion = mlflow_registry.version_as_of(month, "champion_from")
+    champion = mlflow_registry.version_as_of(inputs.serves_from, "champion_from")
     comparison, beats, why = None, True, "no champion yet"
     if champion is not None:
         comparison, _ = against_champion(
@@ -211,7 +219,7 @@ def challenger(
     slices = model.slice_dates()
 
     tags = {"dagster_run_id": context.run.run_id, "refit_month": month}
-    with mlflow_registry.run(f"refit {month}", tags) as run:
+    with mlflow_registry.run(f"refit {month} decided {inputs.decision}", tags) as run:
         mlflow.log_params({**config.model_dump(), **trained.fold.as_dict()})
         mlflow.log_params({f"delta_version.{k}": v for k, v in versions.items()})
         mlflow.log_metrics({**trained.metrics(), "train_seconds": seconds})
@@ -242,7 +250,6 @@ def challenger(
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(mlflow_registry.model_name, version, key, value)
-    returns = calibrate_returns(mlflow_registry, run.info.run_id, version, scored, bars, config)
     mlflow_registry.set_alias(CHALLENGER, version)
 
     yield dg.MaterializeResult(
@@ -261,7 +268,6 @@ def challenger(
             "early_stopping_rank_ic (in sample)": float(trained.validation["rank_ic"].mean),
             "conformal_half_width (label units)": model.conformal.half_width,
             "train_seconds": round(seconds, 2),
-            **return_calibration.metadata(returns),
             "training_digest": inputs.digest,
             **{f"delta_version {k}": v for k, v in versions.items()},
         }

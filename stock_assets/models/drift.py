@@ -5,8 +5,9 @@ champion's predictions, over the latest sessions with the champion's own trainin
 (quantile bins of the reference, so every bin starts with the same share). Rule of thumb used in
 credit scoring, where PSI comes from: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted. When the
 share of shifted features or the prediction PSI crosses its threshold, the check fails (a warning:
-an alert event in the UI and for the notifiers) and the materialization asks for a refit, which
-`drift_refit_sensor` turns into a `model_refit_job` run for the current month.
+an alert event in the UI and for the notifiers) and the materialization asks for a refit decided
+at its newest session (``decision_session``), which `drift_refit_sensor` turns into a
+`model_refit_job` run: trained on what was known at that session's close, serving from the next.
 """
 
 import datetime as dt
@@ -104,6 +105,7 @@ def drift(config: DriftConfig, lake: LakeResource, mlflow_registry: MlflowResour
             "prediction_psi": round(prediction_psi, 4),
             "top_feature_psi": dg.MetadataValue.json({k: round(v, 4) for k, v in top.items()}),
             "refit_requested": refit,
+            "decision_session": newest.isoformat(),  # what a requested refit may know
         }
     )
     yield dg.AssetCheckResult(

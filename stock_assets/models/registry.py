@@ -103,16 +103,11 @@ class RegistryIO:
         except MlflowException:
             return []
 
-    def version_as_of(self, month: str, tag: str) -> ModelVersion | None:
-        """The version whose ``tag`` (a YYYY-MM month) is the latest not after ``month``.
-
-        ``refit_month`` finds the challenger trained for a month, ``champion_from`` the champion
-        in force then: a past session is predicted by the model of its time, never a later one.
-        """
-        eligible = [v for v in self.versions() if v.tags.get(tag, "9999-99") <= month]
-        if not eligible:
-            return None
-        return max(eligible, key=lambda v: (v.tags[tag], int(v.version)))
+    def version_as_of(self, day: dt.date | str, tag: str) -> ModelVersion | None:
+        """The version whose ``tag`` (`serves_from` or `champion_from`) is the latest not after
+        ``day`` (a date, or a 'YYYY-MM' month meaning its first session): a past session is
+        predicted by the model of its time, never by one decided after it."""
+        return in_force(self.versions(), day, tag)
 
     def versions_tagged(self, **tags: str) -> list[ModelVersion]:
         """Registered versions carrying every ``tags`` value, oldest first."""
@@ -131,6 +126,33 @@ class RegistryIO:
         for uri in (self.tracking_uri, self.registry):
             if uri.startswith("sqlite:///"):
                 Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+SERVES_FROM, CHAMPION_FROM = "serves_from", "champion_from"
+
+
+def tag_date(value: str) -> dt.date:
+    """A start tag as a date: 'YYYY-MM-DD', or a month 'YYYY-MM' (older versions), which means
+    its first session; no session of a month falls before its first day, so the 1st stands in."""
+    return dt.date.fromisoformat(value if len(value) > 7 else f"{value}-01")
+
+
+def starts(version: ModelVersion, tag: str) -> dt.date | None:
+    """When ``version`` begins to serve in a role: ``serves_from`` (every registered version,
+    scored in shadow; older versions only have ``refit_month``) or ``champion_from``."""
+    value = version.tags.get(tag)
+    if value is None and tag == SERVES_FROM:
+        value = version.tags.get("refit_month")
+    return tag_date(value) if value else None
+
+
+def in_force(versions: list[ModelVersion], day: dt.date | str, tag: str) -> ModelVersion | None:
+    """Of ``versions``, the one with the latest ``tag`` start on or before ``day`` (the newest
+    version breaks ties); one registry listing serves a whole range of sessions this way."""
+    day = tag_date(day) if isinstance(day, str) else day
+    dated = [(start, int(v.version), v) for v in versions if (start := starts(v, tag))]
+    eligible = [item for item in dated if item[0] <= day]
+    return max(eligible, key=lambda item: item[:2])[2] if eligible else None
 
 
 @dataclass
