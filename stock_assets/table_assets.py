@@ -30,6 +30,13 @@ def table_asset(
     one run per session.
     """
     metadata = {"delta_path": table.path, **(extra_metadata or {})}
+    if table.schema:  # the catalog's columns, types and (where given) units, in the UI
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[
+                dg.TableColumn(name, str(dtype), description=table.columns.get(name))
+                for name, dtype in table.schema.items()
+            ]
+        )
     if table.partition_by:
         metadata["delta_partition_columns"] = list(table.partition_by)
     return dg.asset(

@@ -24,7 +24,9 @@ kept for comparison. Calibration rows must have labels known before the first pr
 parameters on thousands of rows: the small optimism this adds is measured, not assumed, by the
 bench's coverage on later months). Split conformal assumes exchangeable rows; returns drift, so
 callers recalibrate: on each refit's gate slice, or every day on the latest sessions whose
-labels are known (bench/return_intervals.py measures both).
+labels are known (bench/return_intervals.py measures both). What ships (``SHIPPED_MODE``,
+``SHIPPED_SCALE``): every day on the latest known sessions, with the fitted scale
+(`rolling_return_intervals`, called by gold/predictions and by the bench alike).
 
 Units: returns are fractions over h sessions (0.01 = +1%); prices are in the currency of
 ``last_close``, the traded close of the predicted day. No Dagster import.

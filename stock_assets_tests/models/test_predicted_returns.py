@@ -181,3 +181,15 @@ def test_day_t_is_identical_when_every_bar_after_it_is_removed(stack, tmp_path):
         abs_tol=1e-12,
     )
     shutil.rmtree(tmp_path / "lake")
+
+
+def test_the_catalog_schema_names_the_units_of_every_new_column():
+    key = dg.AssetKey(tables.GOLD_PREDICTIONS.key_path)
+    schema = predictions.metadata_by_key[key]["dagster/column_schema"]
+    described = {c.name: c.description for c in schema.columns}
+    assert list(described) == list(tables.GOLD_PREDICTIONS.schema)
+    for name in NEW_COLUMNS:
+        assert described[name], name
+    assert "fraction over" in described["return_upper_95"]
+    assert "currency of last_close" in described["price_lower_80"]
+    assert "rank-gaussian" in described["prediction"]
