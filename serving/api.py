@@ -21,7 +21,6 @@ import polars as pl
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.middleware.cors import CORSMiddleware
 
 from serving import schemas as s
 from serving.contract import (
@@ -29,6 +28,7 @@ from serving.contract import (
     JSON,
     LATEST_PARAMETERS,
     ApiError,
+    JsonCors,
     TickerPath,
     chain_json,
     check_range,
@@ -43,10 +43,11 @@ from serving.contract import (
 from serving.explanations import stored_explanation
 from serving.gate import Gate
 from serving.lane import StockApi
+from serving.metrics import serve_metrics
 from serving.online import from_cache, from_feast
 from serving.service import Service
 from serving.settings import Settings
-from serving.snapshot import PREDICTIONS
+from serving.snapshot import PREDICTIONS, set_aside_item, with_stored_returns
 from stock_assets.models.audit import prediction_chain
 from stock_assets.outputs import Outputs
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service.start()
+        port = settings.metrics_port
+        internal = port and serve_metrics(service.metrics.registry, settings.host, port)
         task = asyncio.create_task(service.poll_forever())
         try:
             yield
@@ -69,6 +72,8 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if internal:
+                internal.shutdown()
 
     app = StockApi(
         title="Stock predictions API",
@@ -89,12 +94,12 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
         "max_age": 600,
     }
     if settings.cors_origins:  # outermost: preflights are answered before the key check
-        app.add_middleware(CORSMiddleware, **cors)
+        app.add_middleware(JsonCors, **cors)
 
     def wrap(lane):
         """The app's middleware, in the same order, around a fast lane."""
         gated = Gate(lane, service=service)
-        return CORSMiddleware(gated, **cors) if settings.cors_origins else gated
+        return JsonCors(gated, **cors) if settings.cors_origins else gated
 
     install_handlers(app)
     _routes(app, service, wrap)
@@ -105,9 +110,13 @@ def create_app(settings: Settings | None = None, outputs: Outputs | None = None)
 def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one closure per route
     async def latest(request: Request) -> Response:
         """Each ticker's newest stored prediction up to the newest session with a full
-        cross-section (``data_date``), with interval and signal; a ticker that did not trade that
-        session answers with its own latest (its ``date``). Newer thin sessions are listed in
-        ``thin_sessions_after``, not served as latest."""
+        cross-section (``data_date``): the score with its interval and signal, the expected
+        return over the horizon (a fraction, 0.01 = +1%) with its 80/90/95% intervals, the
+        implied price and its intervals (currency of ``last_close``, the session's traded
+        close), and the stock's ``volatility``. A ticker that did not trade that session answers
+        with its own latest (its ``date``; ``set_aside`` says when a newer session of it was set
+        aside, and why). Newer thin sessions are listed in ``thin_sessions_after``, not served
+        as latest."""
         snap = ready_snapshot(service)
         tickers, role = latest_query(request.scope["query_string"])
         by_ticker = snap.latest[role]
@@ -134,7 +143,8 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
 
     # The hot paths (latest here, on-demand below) are served by fast lanes (serving.lane);
     # the FastAPI routes of the same paths run the same code and document them in OpenAPI.
-    app.add_lane("GET", "/v1/predictions/latest", latest, wrap)
+    if service.settings.fast_lanes:
+        app.add_lane("GET", "/v1/predictions/latest", latest, wrap)
     app.get(
         "/v1/predictions/latest",
         response_model=s.LatestPredictions,
@@ -163,6 +173,7 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             read = from_feast
             items = await asyncio.to_thread(read, service.feast, model, names, max_age, top)
         version = model.card.version
+        items = with_stored_returns(snap, version, items)
         service.metrics.model_request("on_demand", role, version)
         dates = [i["feature_date"] for i in items if i["feature_date"] is not None]
         share = service.rollout.challenger_share
@@ -179,7 +190,8 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         """The same, parsing the body with pydantic directly (same 422s as FastAPI's)."""
         return await score_now(request, on_demand_payload(await request.body()))
 
-    app.add_lane("POST", "/v1/predictions/on-demand", on_demand_lane, wrap)
+    if service.settings.fast_lanes:
+        app.add_lane("POST", "/v1/predictions/on-demand", on_demand_lane, wrap)
 
     @app.post(
         "/v1/predictions/on-demand",
@@ -199,7 +211,8 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         )
 
     @app.get("/health/ready", response_model=s.Ready, tags=["health"], responses={503: {}})
-    async def ready():
+    async def ready(request: Request):
+        """Ready or not, for anyone (a probe); with a valid key, what is loaded and why not."""
         snap = service.snapshot
         reasons = []
         if snap.loaded_at is None:
@@ -208,7 +221,14 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             reasons.append("no champion alias in the model registry")
         elif snap.data_date is None:
             reasons.append("no stored predictions")
+        status = 200 if not reasons else 503
+        key = request.scope.get("state", {}).get("api_key")
+        if key is None:
+            return json_response({"ready": not reasons}, status)
         age = (dt.datetime.now(dt.UTC) - snap.loaded_at).total_seconds() if snap.loaded_at else None
+        error = service.last_error
+        if error and not key.admin:  # exception texts can quote store URIs and credentials
+            error = "the last refresh failed: the service log and admin keys have the detail"
         body = {
             "ready": not reasons,
             "reasons": reasons,
@@ -219,13 +239,16 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "champion": snap.model_ref("champion"),
             "challenger": snap.model_ref("challenger"),
             "online_cache": snap.online.describe() if snap.online else None,
-            "last_error": service.last_error,
+            "last_error": error,
         }
-        return json_response(body, 200 if not reasons else 503)
+        return json_response(body, status)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics():
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if not service.settings.metrics_port:  # else served on that port only
+
+        @app.get("/metrics", tags=["health"], response_class=Response)
+        async def metrics():
+            registry = service.metrics.registry
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/tickers", response_model=s.Tickers, responses=ERRORS, tags=["predictions"])
     async def tickers():
@@ -243,7 +266,9 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         end: dt.date | None = None,
         role: Literal["champion", "challenger", "all"] = "champion",
     ):
-        """One ticker's stored predictions over a date range (both ends included)."""
+        """One ticker's stored predictions over a date range (both ends included), with the
+        expected return (a fraction over the horizon) and price (currency of ``last_close``)
+        and their intervals, and the sessions the ticker was set aside (none predicted)."""
         snap = ready_snapshot(service)
         check_range(start, end)
         name = tickers_of([ticker], service, snap)[0]
@@ -251,6 +276,7 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
         frame = await asyncio.to_thread(read, name, start, end, None if role == "all" else role)
         thin = await asyncio.to_thread(snap.outputs.thin_sessions, start, end)
         thin = thin.join(frame.select("date").unique(), on="date")
+        set_aside = await asyncio.to_thread(snap.outputs.set_aside, start, end, [name])
         body = {
             "ticker": name,
             "data_date": snap.data_date,
@@ -260,6 +286,9 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             "model_versions": sorted(frame["model_version"].unique().to_list()),
             "items": frame.drop("ticker", "instrument").to_dicts(),
             "thin_sessions": thin.to_dicts(),
+            "set_aside_sessions": [
+                set_aside_item(*r) for r in set_aside.select("date", "set_aside").rows()
+            ],
         }
         return json_response(body)
 
@@ -332,8 +361,15 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             chain = await asyncio.to_thread(
                 prediction_chain, outputs.lake, outputs.registry, name, day, role
             )
-        except (LookupError, FileNotFoundError) as error:
-            raise ApiError(404, "not_found", str(error).strip("'\"")) from None
+        except LookupError:
+            message = f"no stored {role} prediction for {name} on {day}"
+            raise ApiError(404, "not_found", message) from None
+        except FileNotFoundError:  # its text names lake paths: logged, not returned
+            log.warning(
+                "audit of %s on %s: a table of the chain is missing", name, day, exc_info=True
+            )
+            message = f"the chain of {name} on {day} is not complete in the lake"
+            raise ApiError(404, "not_found", message) from None
         return json_response(chain_json(chain))
 
     admin = {**ERRORS, 403: {"model": s.Error, "description": "not an admin key"}}

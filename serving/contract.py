@@ -16,6 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
 from serving import schemas as s
 from serving.gate import PUBLIC, BodyTooLarge
@@ -92,7 +94,37 @@ def install_handlers(app: FastAPI) -> None:
             message = f"body: {error.detail}"
             return json_response({"error": "validation_error", "message": message}, 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return json_response({"error": code, "message": str(error.detail)}, error.status_code)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # Starlette names the first matching route's methods only
+            headers["Allow"] = allowed_methods(request)
+        body = {"error": code, "message": str(error.detail)}
+        return json_response(body, error.status_code, headers or None)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers; HEAD wherever GET (the gate serves it)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+class JsonCors(CORSMiddleware):
+    """Starlette's CORS middleware, with a refused preflight answered as every other refusal:
+    ``{"error", "message"}`` in JSON (Starlette's own answer is plain text)."""
+
+    def preflight_response(self, request_headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code == 200:
+            return answer
+        headers = {
+            k: v for k, v in answer.headers.items() if k not in ("content-length", "content-type")
+        }
+        body = {"error": "cors_refused", "message": answer.body.decode()}
+        return json_response(body, answer.status_code, headers)
 
 
 def tickers_of(raw: list[str] | str, service, snapshot) -> list[str]:
@@ -151,7 +183,7 @@ def ready_snapshot(service):
     """The current snapshot, or 503 while none with a champion is loaded."""
     snapshot = service.snapshot
     if not snapshot.ready:
-        raise ApiError(503, "not_ready", service.last_error or "no snapshot loaded yet")
+        raise ApiError(503, "not_ready", "no snapshot with a champion and predictions loaded yet")
     return snapshot
 
 
@@ -192,9 +224,10 @@ def openapi_with_keys(app: FastAPI) -> dict:
         "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     }
     for path, operations in schema["paths"].items():
-        if path in PUBLIC:
-            continue
         for operation in operations.values():
-            operation["security"] = [{"ApiKey": []}]
+            if path == "/health/ready":  # open; a key adds the detail
+                operation["security"] = [{}, {"ApiKey": []}]
+            elif path not in PUBLIC:
+                operation["security"] = [{"ApiKey": []}]
     app.openapi_schema = schema
     return schema

@@ -1,10 +1,14 @@
-"""Authentication, per-key rate limits, the request body limit and request metrics, as one pure
-ASGI middleware.
+"""Authentication, rate limits, the request body limit and request metrics, as one pure ASGI
+middleware.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware, which runs every request through an extra task
 and memory stream) because this runs on every request: a header scan, one SHA-256 and a dict
 lookup for the key, a token bucket, and two Prometheus updates. Health, metrics and the OpenAPI
 documents are public; everything else needs ``X-API-Key``.
+
+Nothing is told to strangers: only answers to a valid key name the data date and the model
+versions (headers), a request without a valid key is limited per client address, and HEAD is
+answered as GET without the body wherever GET is.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from serving.settings import ApiKey
 
@@ -23,7 +27,7 @@ PUBLIC = frozenset(
     {"/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
 BODIES = frozenset({"POST", "PUT", "PATCH"})
-BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+UNTOLD = frozenset({401, 403})  # refusals of a caller who may not know the data or the models
 
 
 class BodyTooLarge(Exception):
@@ -50,92 +54,35 @@ class TokenBucket:
         return (1.0 - tokens) / self.rate
 
 
-class Metrics:
-    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+class AddressBuckets:
+    """One bucket per client address for requests without a valid key, at most ``size``
+    addresses (the least recently seen is dropped: a bounded table, whatever the sender)."""
 
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "stock_api_requests", "HTTP requests by route template and status", ["route", "status"],
-            registry=r,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "stock_api_request_duration_seconds", "Time in the service per request, by route",
-            ["route"], buckets=BUCKETS, registry=r,
-        )  # fmt: skip
-        self.model_requests = Counter(
-            "stock_api_model_requests",
-            "Requests answered with a model's predictions: kind stored (gold/predictions) or "
-            "on_demand (Feast online features scored now), by role and registered version",
-            ["kind", "role", "version"], registry=r,
-        )  # fmt: skip
-        self.realised_rank_ic = Gauge(
-            "stock_api_model_realised_rank_ic",
-            "Mean daily rank IC of each role and version's stored predictions (index members) "
-            "against the realised forward return, over sessions whose outcome is known",
-            ["role", "version"], registry=r,
-        )  # fmt: skip
-        self.realised_days = Gauge(
-            "stock_api_model_realised_days", "Sessions behind stock_api_model_realised_rank_ic",
-            ["role", "version"], registry=r,
-        )  # fmt: skip
-        self.alias_version = Gauge(
-            "stock_api_model_alias_version", "Registered version each alias resolved to",
-            ["role"], registry=r,
-        )  # fmt: skip
-        self.table_version = Gauge(
-            "stock_api_table_version", "Delta version of each table the snapshot reads",
-            ["table"], registry=r,
-        )  # fmt: skip
-        self.data_date = Gauge(
-            "stock_api_data_date_seconds", "Newest predicted session (epoch seconds)", registry=r
-        )
-        self.loads = Counter(
-            "stock_api_snapshot_loads", "Snapshot polls by result (swapped, unchanged, error)",
-            ["result"], registry=r,
-        )  # fmt: skip
-        self.challenger_share = Gauge(
-            "stock_api_challenger_share_percent", "Share of API keys routed to the challenger",
-            registry=r,
-        )  # fmt: skip
-        self.online_rows = Gauge(
-            "stock_api_online_cache_rows", "Online feature rows cached for on-demand predictions",
-            registry=r,
-        )  # fmt: skip
-        self.rejected = Counter(
-            "stock_api_rejected", "Requests refused before routing, by reason", ["reason"],
-            registry=r,
-        )  # fmt: skip
-        self.rate_limited = Counter(
-            "stock_api_rate_limited", "Requests answered 429, by key id", ["key_id"], registry=r
-        )
-        self._children: dict = {}
+    def __init__(self, rate: float, burst: int, size: int = 10_000) -> None:
+        self.rate, self.burst, self.size = rate, burst, size
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def observe(self, route: str, status: int, seconds: float) -> None:
-        children = self._children.get((route, status))
-        if children is None:
-            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
-            self._children[(route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def model_request(self, kind: str, role: str, version: str) -> None:
-        child = self._children.get((kind, role, version))
-        if child is None:
-            child = self._children[(kind, role, version)] = self.model_requests.labels(
-                kind, role, version
-            )
-        child.inc()
+    def take(self, address: str, now: float) -> float:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst)
+            if len(self._buckets) > self.size:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(address)
+        return bucket.take(now)
 
 
 class Gate:
-    """The middleware: ``service`` provides ``keys``, ``buckets``, ``metrics``, ``settings``
-    (the body limit) and ``snapshot`` (whose ``headers`` name the data date and model versions
-    on every response)."""
+    """The middleware: ``service`` provides ``keys``, ``buckets`` (per key), ``anonymous`` (per
+    address), ``metrics``, ``settings`` (the body limit, the metrics port) and ``snapshot``
+    (whose ``headers`` name the data date and model versions)."""
 
     def __init__(self, app, service) -> None:
         self.app = app
         self.service = service
+        moved = {"/metrics"} if service.settings.metrics_port else set()
+        self.public = PUBLIC - moved  # /metrics on its own port needs a key (404) here
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -145,21 +92,31 @@ class Gate:
         service = self.service
         extra = service.snapshot.headers
         status = 500
+        head = scope["method"] == "HEAD"
+        if head:  # HEAD is GET without the body, on every GET route
+            scope = {**scope, "method": "GET"}
+        key = None
 
         async def send_with_headers(message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra]
+                if key is not None and status not in UNTOLD:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+            elif head and message.get("body"):
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            if scope["path"] not in PUBLIC:
+            if scope["path"] in self.public:
+                key = self.identify(scope, service)  # optional: /health/ready's detail
+            else:
                 refusal = self.admit(scope, service)
                 if refusal is not None:
                     status = refusal[0]
                     await _reply(send_with_headers, *refusal)
                     return
+                key = scope["state"]["api_key"]
             if scope["method"] in BODIES:
                 limit = service.settings.max_body_bytes
                 if _declared_length(scope) > limit:
@@ -175,6 +132,17 @@ class Gate:
             service.metrics.observe(label, status, time.perf_counter() - started)
 
     @staticmethod
+    def identify(scope, service) -> ApiKey | None:
+        """The valid key a request carries, if any (no bucket taken, nothing refused)."""
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                key = service.keys.get(hashlib.sha256(value).digest())
+                if key is not None:
+                    _state(scope)["api_key"] = key
+                return key
+        return None
+
+    @staticmethod
     def admit(scope, service) -> tuple | None:
         """None when the request may go on, else (status, code, message, headers)."""
         secret = None
@@ -182,24 +150,40 @@ class Gate:
             if name == b"x-api-key":
                 secret = value
                 break
-        if not secret:
-            service.metrics.rejected.labels("missing_key").inc()
+        key: ApiKey | None = None
+        if secret:
+            key = service.keys.get(hashlib.sha256(secret).digest())
+        now = time.monotonic()
+        if key is None:  # limited per address, so refusals cannot be had at any rate
+            client = scope.get("client")
+            wait = service.anonymous.take(client[0] if client else "", now)
+            if wait:
+                service.metrics.rate_limited.labels("anonymous").inc()
+                return _limited_answer(wait, "too many requests without a valid API key")
+            reason = "unknown_key" if secret else "missing_key"
+            service.metrics.rejected.labels(reason).inc()
+            if secret:
+                return 401, "invalid_api_key", "this API key is not known", ()
             return 401, "missing_api_key", "send your API key in the X-API-Key header", ()
-        key: ApiKey | None = service.keys.get(hashlib.sha256(secret).digest())
-        if key is None:
-            service.metrics.rejected.labels("unknown_key").inc()
-            return 401, "invalid_api_key", "this API key is not known", ()
-        wait = service.buckets[key.key_id].take(time.monotonic())
+        wait = service.buckets[key.key_id].take(now)
         if wait:
-            service.metrics.rate_limited.labels(key.key_id).inc()
-            retry = str(max(1, math.ceil(wait))).encode()
+            service.metrics.rate_limited.labels("key").inc()
             message = f"rate limit of {key.rate_per_s:g}/s (burst {key.burst}) exceeded"
-            return 429, "rate_limited", message, ((b"retry-after", retry),)
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        state["api_key"] = key
+            return _limited_answer(wait, message)
+        _state(scope)["api_key"] = key
         return None
+
+
+def _state(scope) -> dict:
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    return state
+
+
+def _limited_answer(wait: float, message: str) -> tuple:
+    retry = str(max(1, math.ceil(wait))).encode()
+    return 429, "rate_limited", message, ((b"retry-after", retry),)
 
 
 def _declared_length(scope) -> int:

@@ -7,7 +7,10 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+import polars as pl
+from pydantic import BaseModel, Field, StringConstraints, create_model
+
+from stock_assets import tables
 
 TICKER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,11}$"
 re_ticker = re.compile(TICKER_PATTERN)
@@ -34,7 +37,30 @@ class Signal(BaseModel):
     rule: str
 
 
-class StoredPrediction(BaseModel):
+# The expected return (a fraction over the horizon) and price (currency of last_close) with
+# their 80/90/95% intervals, as gold/predictions stores them: names, types and the catalog's
+# descriptions with units. Null without 20 sessions of returns behind the row.
+ReturnFields = create_model(
+    "ReturnFields",
+    **{
+        name: (
+            (dt.date if kind == pl.Date else float) | None,
+            Field(None, description=tables.GOLD_PREDICTIONS.columns[name]),
+        )
+        for name, kind in tables.PREDICTED_RETURN_COLUMNS.items()
+    },
+)
+
+
+class SetAside(BaseModel):
+    date: dt.date = Field(description="the newest session after this prediction set aside")
+    reason: str = Field(
+        description="why silver/adjusted_daily_bars set the bar aside (an undecided price "
+        "jump: no features and no prediction that session)"
+    )
+
+
+class StoredPrediction(ReturnFields):
     ticker: str
     instrument: str
     date: dt.date = Field(description="the session the prediction is for (its features' date)")
@@ -48,6 +74,9 @@ class StoredPrediction(BaseModel):
     feature_table_version: int
     thin: bool | None = Field(
         None, description="its session was below the signals' floor (too few names to rank)"
+    )
+    set_aside: SetAside | None = Field(
+        None, description="a newer session of this ticker was set aside, so none is served"
     )
     signal: Signal | None = None
 
@@ -79,7 +108,7 @@ class LatestPredictions(BaseModel):
     items: list[StoredPrediction]
 
 
-class HistoryItem(BaseModel):
+class HistoryItem(ReturnFields):
     date: dt.date
     role: Role
     prediction: float
@@ -103,6 +132,9 @@ class History(BaseModel):
     items: list[HistoryItem]
     thin_sessions: list[ThinSession] = Field(
         default_factory=list, description="sessions of these items below the signals' floor"
+    )
+    set_aside_sessions: list[SetAside] = Field(
+        default_factory=list, description="sessions of the range this ticker was set aside"
     )
 
 
@@ -174,7 +206,10 @@ class OnDemandRequest(BaseModel):
     top: int = Field(10, ge=1, le=50, description="contributions per explanation")
 
 
-class OnDemandItem(BaseModel):
+class OnDemandItem(ReturnFields):
+    """The return and price fields are the stored ones of the same ticker, session and model
+    version (the same score): null when gold/predictions has no such row yet."""
+
     ticker: str
     prediction: float | None
     lower: float | None
@@ -186,6 +221,9 @@ class OnDemandItem(BaseModel):
     status: Literal["fresh", "stale", "missing"]
     age_seconds: float | None
     explanation: Why | None = Field(None, description="when the request asked to explain")
+    set_aside: SetAside | None = Field(
+        None, description="a session after the feature row's was set aside for this ticker"
+    )
 
 
 class Assignment(BaseModel):
@@ -287,16 +325,19 @@ class Live(BaseModel):
 
 
 class Ready(BaseModel):
+    """Without a key only ``ready``; the rest answers a valid key (``last_error`` in full for an
+    admin key only: exception texts can quote store addresses and credentials)."""
+
     ready: bool
-    reasons: list[str]
-    data_date: dt.date | None
-    loaded_at: dt.datetime | None
-    snapshot_age_seconds: float | None
-    table_versions: dict[str, int | None]
-    champion: ModelRef | None
-    challenger: ModelRef | None
-    online_cache: dict | None
-    last_error: str | None
+    reasons: list[str] | None = None
+    data_date: dt.date | None = None
+    loaded_at: dt.datetime | None = None
+    snapshot_age_seconds: float | None = None
+    table_versions: dict[str, int | None] | None = None
+    champion: ModelRef | None = None
+    challenger: ModelRef | None = None
+    online_cache: dict | None = None
+    last_error: str | None = None
 
 
 Models.model_rebuild()

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import orjson
 
 from serving.explanations import Boosters
-from serving.gate import Metrics, TokenBucket, key_table
+from serving.gate import AddressBuckets, TokenBucket, key_table
+from serving.metrics import Metrics
 from serving.online import FeastReader
 from serving.settings import ApiKey, Settings
 from serving.snapshot import Loader, Snapshot
@@ -45,6 +46,7 @@ class Service:
         self.settings = settings
         self.keys = key_table(settings.keys)
         self.buckets = {k.key_id: TokenBucket(k.rate_per_s, k.burst) for k in settings.keys}
+        self.anonymous = AddressBuckets(settings.anonymous_rate_per_s, settings.anonymous_burst)
         self.metrics = Metrics()
         self.snapshot = Snapshot()
         self.rollout = Rollout(settings.challenger_share, "env", dt.datetime.now(dt.UTC))

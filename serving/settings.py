@@ -65,6 +65,10 @@ class Settings:
     max_tickers: int = 100  # per request (latest and on-demand)
     max_body_bytes: int = 64 * 1024  # POST/PUT bodies; 100 tickers take ~1.5 KB
     access_log: bool = False
+    anonymous_rate_per_s: float = 5.0  # requests without a valid key, per client address
+    anonymous_burst: int = 10
+    metrics_port: int | None = None  # /metrics on this port only (internal), not the API's
+    fast_lanes: bool = True  # serve latest and on-demand before FastAPI's layers (serving.lane)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,10 +86,19 @@ class Settings:
         if not 0 <= share <= 100:
             raise ValueError(f"STOCK_API_CHALLENGER_SHARE={share}: a percentage, 0..100")
         rollout = env.get("STOCK_API_ROLLOUT_FILE")
+        anonymous = float(env.get("STOCK_API_ANONYMOUS_RATE_LIMIT", cls.anonymous_rate_per_s))
+        metrics_port = (
+            int(env["STOCK_API_METRICS_PORT"]) if env.get("STOCK_API_METRICS_PORT") else None
+        )
+        workers = int(env.get("STOCK_API_WORKERS", cls.workers))
+        if metrics_port and workers > 1:
+            raise ValueError(
+                "STOCK_API_METRICS_PORT needs STOCK_API_WORKERS=1 (one port per process)"
+            )
         return cls(
             host=env.get("STOCK_API_HOST", cls.host),
             port=int(env.get("STOCK_API_PORT", cls.port)),
-            workers=int(env.get("STOCK_API_WORKERS", cls.workers)),
+            workers=workers,
             keys=keys,
             rate_per_s=rate,
             burst=burst,
@@ -98,8 +111,18 @@ class Settings:
             ),
             max_tickers=int(env.get("STOCK_API_MAX_TICKERS", cls.max_tickers)),
             max_body_bytes=int(env.get("STOCK_API_MAX_BODY_BYTES", cls.max_body_bytes)),
-            access_log=env.get("STOCK_API_ACCESS_LOG", "0").lower() in ("1", "true", "yes"),
+            access_log=_flag(env.get("STOCK_API_ACCESS_LOG", "0")),
+            anonymous_rate_per_s=anonymous,
+            anonymous_burst=int(
+                env.get("STOCK_API_ANONYMOUS_RATE_BURST", max(1, int(anonymous * 2)))
+            ),
+            metrics_port=metrics_port,
+            fast_lanes=_flag(env.get("STOCK_API_FAST_LANES", "1")),
         )
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
 
 
 def parse_keys(text: str, rate: float, burst: int, admin: bool) -> tuple[ApiKey, ...]:

@@ -20,7 +20,7 @@ import polars as pl
 
 from serving.online import FeastReader, OnlineCache, ServedModel
 from stock_assets import tables
-from stock_assets.outputs import CHALLENGER, CHAMPION, ROLES, TRACKED, Outputs
+from stock_assets.outputs import CHALLENGER, CHAMPION, RETURN_COLUMNS, ROLES, TRACKED, Outputs
 
 log = logging.getLogger("serving")
 FEATURES = tables.GOLD_DAILY_FEATURES.path
@@ -45,6 +45,10 @@ class Snapshot:
     quality: tuple[dict, ...] = ()  # realised rank IC per stored (role, version)
     backtest: pl.DataFrame | None = None  # daily rows, small: filtered in memory per request
     online: OnlineCache | None = None
+    # the latest stored returns and prices by (model version, ticker, date), for on-demand rows
+    # of the same session and version; each ticker's set-aside sessions since the oldest latest
+    returns: Mapping[tuple[str, str, dt.date], dict] = field(default_factory=dict)
+    set_aside: Mapping[str, tuple[tuple[dt.date, str], ...]] = field(default_factory=dict)
     headers: tuple[tuple[bytes, bytes], ...] = ()  # x-data-date, x-model-version
 
     @property
@@ -118,6 +122,20 @@ class Loader:
         known_tickers = pinned.tickers()
         frames = {role: pinned.latest_predictions(role=role) for role in ROLES}
         latest = {role: _serialise_latest(frame) for role, frame in frames.items()}
+        returns = {
+            (row["model_version"], row["ticker"], row["date"]): {
+                c: row.get(c) for c in RETURN_COLUMNS
+            }
+            for frame in frames.values()
+            for row in frame.iter_rows(named=True)
+        }
+        oldest = min((f["date"].min() for f in frames.values() if f.height), default=None)
+        set_aside: dict[str, tuple] = {}
+        for row in pinned.set_aside(oldest).iter_rows(named=True):
+            set_aside[row["ticker"]] = (
+                *set_aside.get(row["ticker"], ()),
+                (row["date"], row["set_aside"]),
+            )
         latest_versions = {
             role: tuple(sorted(frame["model_version"].unique().to_list()))
             for role, frame in frames.items()
@@ -141,6 +159,8 @@ class Loader:
             bodies=_bodies(pinned, known_tickers, data_date, models, quality),
             quality=quality,
             backtest=pinned.backtest(),
+            returns=returns,
+            set_aside=set_aside,
             headers=_headers(data_date, models),
         )
         tickers_changed = snapshot.tickers != previous.tickers
@@ -208,9 +228,36 @@ def _serialise_latest(frame: pl.DataFrame) -> dict[str, bytes]:
             "model": model,
             "feature_table_version": row["feature_table_version"],
             "thin": row["thin"],
+            **{c: row.get(c) for c in RETURN_COLUMNS},
+            "set_aside": row["set_aside_date"]
+            and set_aside_item(row["set_aside_date"], row["set_aside"]),
             "signal": signal,
         }
         items[row["ticker"]] = orjson.dumps(item)
+    return items
+
+
+def set_aside_item(day: dt.date, reason: str) -> dict:
+    return {"date": day, "reason": reason}
+
+
+def newest_set_aside(snapshot: Snapshot, ticker: str, after: dt.date | None) -> dict | None:
+    """The ticker's newest set-aside session after ``after`` (any, when None), or None."""
+    for day, reason in reversed(snapshot.set_aside.get(ticker, ())):
+        if after is None or day > after:
+            return set_aside_item(day, reason)
+        break
+    return None
+
+
+def with_stored_returns(snapshot: Snapshot, version: str, items: list[dict]) -> list[dict]:
+    """On-demand items with the stored return and price figures of the same ticker, session and
+    model version (the same score; null when none is stored) and any newer set-aside session."""
+    empty = dict.fromkeys(RETURN_COLUMNS)
+    for item in items:
+        day, ticker = item["feature_date"], item["ticker"]
+        item.update(snapshot.returns.get((version, ticker, day), empty))
+        item["set_aside"] = newest_set_aside(snapshot, ticker, day)
     return items
 
 

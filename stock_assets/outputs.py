@@ -41,23 +41,12 @@ TRACKED = {
     )
 }
 SIGNAL_COLUMNS = ["rank", "side", "weight", "rule"]
-# returns and prices, read when gold/predictions carries them (the readers show them then)
-OPTIONAL_COLUMNS = ("expected_return", "expected_price", "price_lower", "price_upper")
-PREDICTION_COLUMNS = [
-    "ticker",
-    "instrument",
-    "date",
-    "role",
-    "prediction",
-    "lower",
-    "upper",
-    "interval_level",
-    "horizon",
-    "in_universe",
-    "model_name",
-    "model_version",
-    "feature_table_version",
-]
+# expected return and price with their intervals (units in the catalog), read where stored
+RETURN_COLUMNS = list(tables.PREDICTED_RETURN_COLUMNS)
+PREDICTION_COLUMNS = ["ticker", "instrument", "date", "role", "prediction", "lower", "upper"]
+PREDICTION_COLUMNS += ["interval_level", "horizon", "in_universe", "model_name", "model_version"]
+PREDICTION_COLUMNS += ["feature_table_version"]
+SET_ASIDE_COLUMNS = ["set_aside_date", "set_aside"]  # newer bars set aside, and why
 
 
 @dataclass(frozen=True)
@@ -174,18 +163,20 @@ class Outputs:
     ) -> pl.DataFrame:
         """Each ticker's newest ``role`` prediction up to `latest_session` (its own date when it
         did not trade that session), with interval, model, ``thin`` (its session below the
-        signals' floor) and (for the champion; null otherwise) the signal of that date:
-        ``PREDICTION_COLUMNS`` + ``thin`` + ``SIGNAL_COLUMNS``."""
+        signals' floor), the stored returns and prices (`RETURN_COLUMNS`, where stored), the
+        newest bar after its date set aside (``SET_ASIDE_COLUMNS``: why there is no newer one)
+        and (for the champion; null otherwise) the signal of that date."""
         day = self.latest_session()
         if day is None:
-            return _empty([*PREDICTION_COLUMNS, "thin", *SIGNAL_COLUMNS])
+            return _empty([*PREDICTION_COLUMNS, "thin", *SET_ASIDE_COLUMNS, *SIGNAL_COLUMNS])
         frame = self._scan(tables.GOLD_PREDICTIONS).filter(
             pl.col("role") == role, pl.col("date") <= day, pl.col("month") <= f"{day:%Y-%m}"
         )
         if tickers is not None:
             frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         newest = frame.group_by("ticker").agg(pl.col("date").max())
-        rows = frame.join(newest, on=["ticker", "date"]).select(PREDICTION_COLUMNS).collect()
+        rows = frame.join(newest, on=["ticker", "date"]).select(_stored(frame)).collect()
+        rows = self._with_set_aside(rows, day)
         thin = self.thin_sessions(rows["date"].min(), day) if rows.height else None
         thin_days = thin["date"] if thin is not None else pl.Series([], dtype=pl.Date)
         rows = rows.with_columns(thin=pl.col("date").is_in(thin_days.implode()))
@@ -220,8 +211,7 @@ class Outputs:
             frame = frame.filter(pl.col("date") <= end, pl.col("month") <= f"{end:%Y-%m}")
         if role is not None:
             frame = frame.filter(pl.col("role") == role)
-        extra = [c for c in OPTIONAL_COLUMNS if c in frame.collect_schema()]
-        return frame.select(*PREDICTION_COLUMNS, *extra).sort("date", "role").collect()
+        return frame.select(_stored(frame)).sort("date", "role").collect()
 
     def stored_prediction(self, ticker: str, day: dt.date, role: str = CHAMPION) -> dict | None:
         """The stored ``role`` prediction of ``ticker`` for ``day`` (None: nothing stored)."""
@@ -245,6 +235,44 @@ class Outputs:
             tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]
         )
         return frame.filter(pl.col("instrument") == prediction["instrument"])
+
+    def set_aside(
+        self, start: dt.date | None = None, end: dt.date | None = None, tickers=None
+    ) -> pl.DataFrame:
+        """``ticker, instrument, date, set_aside``: bars of silver/adjusted_daily_bars set aside
+        (an undecided price jump: no features, no prediction that day), with the reason."""
+        columns = ["ticker", "instrument", "date", "set_aside"]
+        bars = self._scan(tables.ADJUSTED_DAILY_BARS)
+        if bars is None or "set_aside" not in bars.collect_schema():
+            return pl.DataFrame(schema={c: pl.Date if c == "date" else pl.String for c in columns})
+        bars = bars.filter(pl.col("set_aside").is_not_null())
+        if start is not None:
+            bars = bars.filter(pl.col("date") >= start, pl.col("month") >= f"{start:%Y-%m}")
+        if end is not None:
+            bars = bars.filter(pl.col("date") <= end, pl.col("month") <= f"{end:%Y-%m}")
+        if tickers is not None:
+            bars = bars.filter(pl.col("ticker").is_in(list(tickers)))
+        return bars.select(columns).sort("ticker", "date").collect()
+
+    def _with_set_aside(self, rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+        """``rows`` with the newest bar of each instrument after its row's date, up to ``day``,
+        that was set aside (null when none)."""
+        found = self.set_aside(rows["date"].min(), day) if rows.height else None
+        if found is None or found.is_empty():
+            nulls = [pl.lit(None, pl.Date).alias("set_aside_date"), pl.lit(None, pl.String)]
+            return rows.with_columns(nulls[0], nulls[1].alias("set_aside"))
+        newer = (
+            rows.select("instrument", "date")
+            .join(
+                found.select("instrument", set_aside_date="date", reason="set_aside"),
+                on="instrument",
+            )
+            .filter(pl.col("set_aside_date") > pl.col("date"))
+            .sort("set_aside_date")
+            .group_by("instrument", "date")
+            .agg(pl.col("set_aside_date").last(), pl.col("reason").last().alias("set_aside"))
+        )
+        return rows.join(newer, on=["instrument", "date"], how="left")
 
     def tickers(self) -> pl.DataFrame:
         """Every ticker with a stored prediction: ``ticker, instrument, first_date, last_date,
@@ -411,13 +439,11 @@ class Outputs:
             return None if version is None else self.lake.scan(table, version)
         return self.lake.scan(table) if self.lake.exists(table) else None
 
-    def _rows_on(self, day: dt.date, role: str, tickers: Iterable[str] | None) -> pl.DataFrame:
-        frame = self._scan(tables.GOLD_PREDICTIONS).filter(
-            pl.col("month") == f"{day:%Y-%m}", pl.col("date") == day, pl.col("role") == role
-        )
-        if tickers is not None:
-            frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
-        return frame.select(PREDICTION_COLUMNS).collect()
+
+def _stored(frame: pl.LazyFrame) -> list[str]:
+    """PREDICTION_COLUMNS and the RETURN_COLUMNS a stored table has (older ones lack them)."""
+    schema = frame.collect_schema()
+    return [*PREDICTION_COLUMNS, *(c for c in RETURN_COLUMNS if c in schema)]
 
 
 def _empty(columns: list[str]) -> pl.DataFrame:
@@ -426,6 +452,7 @@ def _empty(columns: list[str]) -> pl.DataFrame:
     for table in (tables.GOLD_PREDICTIONS, tables.GOLD_SIGNALS, tables.GOLD_BACKTEST):
         known |= dict(table.schema)
     known |= {"first_date": pl.Date, "last_date": pl.Date, "days": pl.Int64}
+    known |= {"set_aside_date": pl.Date, "thin": pl.Boolean}
     known |= {"rank_ic_nw_t_stat": pl.Float64, "nw_lags": pl.Int64}
     return pl.DataFrame(schema={c: known.get(c, pl.String) for c in columns})
 

@@ -3,7 +3,8 @@ the live server: no request, valid or not, may get a 5xx, and every answer match
 (status code, content type, body schema).
 
 Driven from Python (schemathesis' pytest plugin does not run on pytest 9): one test per
-operation, a bounded number of valid and of invalid examples each, no shrinking."""
+operation, a bounded number of valid and of invalid examples each, no shrinking. The admin
+endpoints are fuzzed with an admin key (the share is put back to 0 afterwards)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from serving.api import create_app
 from serving.settings import Settings
-from stock_assets_tests.serving.conftest import FUZZER
+from stock_assets_tests.serving.conftest import ADMIN, FUZZER
 
 pytestmark = pytest.mark.timeout(900)
 PATHS = create_app(Settings()).openapi()["paths"]
@@ -47,19 +48,26 @@ def live_schema(api):
 
 @pytest.mark.parametrize(("mode", "method", "path"), OPERATIONS)
 def test_generated_requests_get_no_server_error_and_documented_answers(
-    live_schema, mode, method, path
+    live_schema, api, mode, method, path
 ):
     operation = live_schema[path][method]
+    admin = path.startswith("/v1/admin/")
+    key = ADMIN if admin else FUZZER
 
     @given(case=operation.as_strategy(mode))
     @settings(
-        max_examples=8,
+        max_examples=25,
         deadline=None,
         database=None,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
     def exchange(case):
-        case.call_and_validate(headers={"X-API-Key": FUZZER}, checks=CHECKS, timeout=60)
+        case.call_and_validate(headers={"X-API-Key": key}, checks=CHECKS, timeout=60)
 
-    exchange()
+    try:
+        exchange()
+    finally:
+        if admin:
+            with api.client(ADMIN) as client:
+                client.put("/v1/admin/rollout", json={"challenger_share": 0})
