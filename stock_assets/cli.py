@@ -43,11 +43,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     lake, registry = LakeResource.from_env(), MlflowResource.from_env()
     ticker = args.ticker.upper()
-    if args.reproduce:  # exit status 1 when the recomputation differs
-        reproduction = reproduce(lake, registry, ticker, args.date, args.role)
-        print(reproduction.summary())
-        return 0 if reproduction.identical else 1
-    print(prediction_chain(lake, registry, ticker, args.date, args.role).summary())
+    try:
+        if args.reproduce:  # exit status 1 when the recomputation differs
+            reproduction = reproduce(lake, registry, ticker, args.date, args.role)
+            print(reproduction.summary())
+            return 0 if reproduction.identical else 1
+        print(prediction_chain(lake, registry, ticker, args.date, args.role).summary())
+    except LookupError as error:  # no such prediction, or a recorded version no longer readable
+        print(f"audit: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from stock_assets.tables import Table
 
@@ -106,7 +106,7 @@ class LakeIO:
         """
         delta = self.delta(table)
         if delta is not None:
-            return delta
+            return self._add_new_columns(table, delta, schema)
         # a creator that lost the race gets CommitFailedError; the winner's table opens below
         with contextlib.suppress(CommitFailedError):
             DeltaTable.create(
@@ -120,6 +120,22 @@ class LakeIO:
         delta = self.delta(table)
         if delta is None:
             raise RuntimeError(f"could not create or open {self.uri(table)}")
+        return delta
+
+    def _add_new_columns(self, table: Table, delta: DeltaTable, schema: pa.Schema) -> DeltaTable:
+        """Schema evolution: columns the catalog added after the table was written are added as
+        nullable columns at the end (one commit; rows already stored read them as null)."""
+        have = {field.name for field in delta.schema().fields}
+        new = [Field.from_arrow(field) for field in schema if field.name not in have]
+        if not new:
+            return delta
+        # a concurrent writer may add them first: then this commit fails and the reopen shows them
+        with contextlib.suppress(CommitFailedError, DeltaError):
+            delta.alter.add_columns(new)
+        delta = self.delta(table)
+        missing = {f.name for f in new} - {field.name for field in delta.schema().fields}
+        if missing:
+            raise RuntimeError(f"could not add columns {sorted(missing)} to {self.uri(table)}")
         return delta
 
     # -- reads ----------------------------------------------------------------------------------

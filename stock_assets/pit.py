@@ -16,7 +16,7 @@ import datetime as dt
 import polars as pl
 
 from stock_assets.lake import month_column
-from stock_assets.tables import ADJUSTED_DAILY_BARS, UNIVERSE
+from stock_assets.tables import ADJUSTED_BAR_PROVENANCE, ADJUSTED_DAILY_BARS, UNIVERSE
 
 # Corporate-action statuses and actions that change prices (see silver/corporate_actions.py).
 APPLIED = ("detected", "confirmed", "corrected")  # also: rejected, needs_review, not_observed
@@ -122,6 +122,9 @@ def adjust_bars(
         bars = bars.filter(pl.col("date") <= as_of)
     if "source" not in bars.columns:
         bars = bars.with_columns(source=pl.lit(None, pl.String))
+    for column, dtype in ADJUSTED_BAR_PROVENANCE.items():  # the asset records the versions read
+        if column not in bars.columns:
+            bars = bars.with_columns(pl.lit(None, dtype).alias(column))
     for column in ("high", "low"):
         if column not in bars.columns:
             bars = bars.with_columns(pl.col("close").alias(column))

@@ -123,10 +123,15 @@ DAILY_BAR_SCHEMA = {
     "kafka_offset": pl.Int64,
     **MONTH,
 }
+# where a silver bar came from: the exact Kafka record (with kafka_partition and kafka_offset) and
+# the bronze/market_bars version the run read. Last in the schema, nullable: tables written
+# before they existed gain them as null columns (`LakeIO.ensure_table`).
+DAILY_BAR_PROVENANCE = {"kafka_topic": pl.String, "bronze_version": pl.Int64}
 DAILY_BARS = Table(
     "silver/daily_bars",
-    "One validated bar per ticker and NYSE session (the latest published version wins).",
-    DAILY_BAR_SCHEMA,
+    "One validated bar per ticker and NYSE session (the latest published version wins), with "
+    "the Kafka record it came from and the bronze version the run read.",
+    {**DAILY_BAR_SCHEMA, **DAILY_BAR_PROVENANCE},
 )
 DAILY_BARS_QUARANTINE = Table(
     "silver/daily_bars_quarantine",
@@ -159,10 +164,13 @@ CORPORATE_ACTIONS = Table(
     {**CORPORATE_ACTION_SCHEMA, **MONTH},
     date_column="effective_date",
 )
+# the versions an adjusted row was computed from (null: not recorded, or the table did not exist)
+ADJUSTED_BAR_PROVENANCE = {"daily_bars_version": pl.Int64, "corporate_actions_version": pl.Int64}
 ADJUSTED_DAILY_BARS = Table(
     "silver/adjusted_daily_bars",
     "Bars in each instrument's first-share basis, point in time; raw prices kept for display; "
-    "rows whose price jump was undecided that day are set aside (null adjusted, reason given).",
+    "rows whose price jump was undecided that day are set aside (null adjusted, reason given); "
+    "with the silver/daily_bars and silver/corporate_actions versions each row was computed from.",
     {
         "instrument": pl.String,
         "ticker": pl.String,
@@ -178,6 +186,7 @@ ADJUSTED_DAILY_BARS = Table(
         # why the row has no adjusted prices (its price jump was undecided that day), else null
         "set_aside": pl.String,
         **MONTH,
+        **ADJUSTED_BAR_PROVENANCE,
     },
 )
 DATA_QUALITY = Table(

@@ -161,7 +161,10 @@ def bars_between(
 def write_silver(lake: LakeIO, bars: pl.DataFrame) -> None:
     """Silver daily bars straight from a bundled set (the Kafka path is tested elsewhere)."""
     silver = bars.with_columns(
-        kafka_partition=pl.lit(0, pl.Int32), kafka_offset=pl.int_range(pl.len(), dtype=pl.Int64)
+        kafka_partition=pl.lit(0, pl.Int32),
+        kafka_offset=pl.int_range(pl.len(), dtype=pl.Int64),
+        kafka_topic=pl.lit(None, pl.String),
+        bronze_version=pl.lit(None, pl.Int64),
     ).with_columns(month_column())
     start, end = silver["date"].min(), silver["date"].max()
     lake.overwrite_dates(tables.DAILY_BARS, silver.select(SILVER_COLUMNS), start, end)

@@ -112,7 +112,7 @@ def test_catalog_schemas_are_enforced_before_anything_is_written(lake):
             "kafka_partition": pl.Series([0], dtype=pl.Int32),
             "kafka_offset": [0],
         }
-    ).with_columns(month_column())
+    ).with_columns(month_column(), kafka_topic=pl.lit("t"), bronze_version=pl.lit(0, pl.Int64))
     assert list(bars.schema) == list(tables.DAILY_BARS.schema)
     with pytest.raises(SchemaMismatch, match=r"volume.*Float64.*Int64"):
         lake.overwrite_dates(tables.DAILY_BARS, bars.with_columns(pl.col("volume") * 1.0), day, day)

@@ -3,7 +3,9 @@
 Real bars of 40 S&P 500 names, January..June 2010, go Kafka -> sensor -> bronze -> the bar chain
 (silver, adjusted bars, features, Feast; predictions skipped: no champion yet); June is refit and
 promoted, June predicted; then `prediction_chain` must lead from one stored prediction to the
-exact messages on the broker, and still to the same ones after a corrected bar is published.
+exact messages on the broker, and still to the same records and values after a corrected bar is
+published on the broker and flows through silver; the reproduction of every link stays
+bit-identical, and once the recorded silver version is vacuumed the audit says so.
 """
 
 import datetime as dt
@@ -13,6 +15,7 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 from kafka import KafkaConsumer, TopicPartition
 
 from stock_assets import tables
@@ -20,7 +23,7 @@ from stock_assets.bronze.replay import replay
 from stock_assets.cli import main as cli_main
 from stock_assets.gold.feature_set import SCHEMA
 from stock_assets.gold.predictions import predictions
-from stock_assets.models.audit import prediction_chain
+from stock_assets.models.audit import VersionGone, prediction_chain
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
 from stock_assets.models.reproduce import reproduce
@@ -132,6 +135,36 @@ def test_a_prediction_traces_back_to_its_kafka_offsets(
     assert again.silver_bars.equals(chain.silver_bars)
     assert again.silver_bars.filter(pl.col("date") == corrected_day).equals(original)
     assert again.kafka.equals(chain.kafka)  # still the offsets that fed the prediction
+    fed = again.bronze_bars.filter(pl.col("date") == corrected_day)
+    assert (
+        fed["kafka_offset"].item()
+        == original["kafka_offset"].item()
+        < latest["kafka_offset"].item()
+    )
+    assert fed["close"].item() == original["close"].item() == corrected["close"].item()
+    assert latest["close"].item() == corrected["close"].item() * 1.01
+    assert original["kafka_topic"].item() == topic
+    # silver at its latest version and bronze at its latest would both name the correction
+    assert original["bronze_version"].item() < lake.version(tables.BRONZE_MARKET_BARS)
+    assert max(again.versions["silver/daily_bars"]) < lake.version(tables.DAILY_BARS)
+
+    # every link recomputed at its recorded version: bronze -> silver -> adjusted -> features
+    reproduction = reproduce(lake, registry, "AAPL", day)
+    assert reproduction.identical, reproduction.summary()
+    assert reproduction.links_compared == {
+        "silver/daily_bars": aapl.height,
+        "silver/adjusted_daily_bars": aapl.height,
+    }
+
+    # the silver versions the chain recorded, vacuumed: the audit says which and why
+    DeltaTable(lake.uri(tables.DAILY_BARS)).vacuum(
+        retention_hours=0, enforce_retention_duration=False, dry_run=False
+    )
+    with pytest.raises(VersionGone, match=r"silver/daily_bars v\d+.*no longer be read.*VACUUM"):
+        prediction_chain(lake, registry, "AAPL", day)
+    capsys.readouterr()
+    assert cli_main(["audit", "AAPL", "2010-06-15"]) == 2
+    assert "silver/daily_bars v" in capsys.readouterr().err
 
 
 def test_a_stored_prediction_is_reproduced_bit_for_bit(delivered, monkeypatch, capsys):

@@ -1,12 +1,14 @@
 """The chain behind one stored prediction, from the model back to the Kafka offsets.
 
 No Dagster: the CLI (``stock-assets audit TICKER DATE``) and the API call `prediction_chain`.
-Every link is read at a recorded version: the features at the version the prediction read, the
-adjusted bars at the version that feature row was computed from (stored on the row), silver
-bars at the version current when those adjusted bars were committed, bronze at the version
-current when that silver version was. So a bar re-published later (a correction) does not
-change the chain: it still names the Kafka offsets that fed the prediction.
-`reproduce` (``stock-assets audit --reproduce``, models/reproduce.py) recomputes the row.
+Every link is read at the version recorded on the row above it, never guessed from times: the
+features at the version the prediction read, the adjusted bars at the version the feature row
+was computed from, each adjusted row's silver bar at the ``daily_bars_version`` on that row,
+each silver bar's bronze record at the ``bronze_version`` on the silver row, by the Kafka topic,
+partition and offset silver kept. A bar re-published later (a correction) therefore leaves the
+chain unchanged: it still names the Kafka record and values that fed the prediction. A version
+the lake can no longer read (vacuumed data files, a cleaned-up log) raises `VersionGone`.
+`reproduce` (``stock-assets audit --reproduce``, models/reproduce.py) recomputes every link.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
+from deltalake.exceptions import DeltaError
 
 from stock_assets import tables
 from stock_assets.calendar import sessions_before
 from stock_assets.gold.assemble import LOOKBACK_SESSIONS
 from stock_assets.lake import LakeIO
+
+SILVER_KEYS = ["ticker", "date"]
+KAFKA_KEYS = ["kafka_partition", "kafka_offset"]  # with kafka_topic where silver recorded it
+
+
+class VersionGone(LookupError):
+    """A Delta version recorded on a row that the lake can no longer read."""
 
 
 @dataclass
@@ -32,7 +42,7 @@ class PredictionChain:
     silver_bars: pl.DataFrame  # the same ticker-days in silver, with their Kafka coordinates
     bronze_bars: pl.DataFrame  # the bronze rows at those coordinates
     kafka: pl.DataFrame  # topic, partition, first and last offset, message count
-    versions: dict[str, int]  # the Delta version each link was read at
+    versions: dict[str, list[int]]  # the Delta versions each link was read at
 
     def summary(self) -> str:
         p, m = self.prediction, self.model
@@ -46,9 +56,9 @@ class PredictionChain:
             f"bars: silver/adjusted_daily_bars v{p['adjusted_bars_version']}, "
             f"{self.adjusted_bars.height} sessions {self.adjusted_bars['date'].min()}.."
             f"{self.adjusted_bars['date'].max()}; {self.silver_bars.height} silver rows "
-            f"(silver/daily_bars v{self.versions['silver/daily_bars']}), "
+            f"(silver/daily_bars {versions_text(self.versions['silver/daily_bars'])}), "
             f"{self.bronze_bars.height} bronze rows "
-            f"(bronze/market_bars v{self.versions['bronze/market_bars']})",
+            f"(bronze/market_bars {versions_text(self.versions['bronze/market_bars'])})",
         ]
         if self.features.height:
             row = self.features.row(0, named=True)
@@ -71,6 +81,79 @@ def stored_prediction(lake: LakeIO, ticker: str, day: dt.date, role: str = "cham
     return stored.row(0, named=True)
 
 
+def versions_text(versions: list[int]) -> str:
+    if len(versions) == 1:
+        return f"v{versions[0]}"
+    return f"v{versions[0]}..v{versions[-1]} ({len(versions)} versions, as recorded per row)"
+
+
+def not_recorded(table: tables.Table, recorded_by: str) -> LookupError:
+    return LookupError(
+        f"{recorded_by} records no {table.path} version (written before versions were "
+        "recorded): re-materialize it to audit"
+    )
+
+
+def read_recorded(
+    lake: LakeIO, table: tables.Table, start: dt.date, end: dt.date, version, recorded_by: str
+) -> pl.DataFrame:
+    """Rows of ``table`` dated ``start..end`` at the ``version`` ``recorded_by`` names.
+
+    A null version (a row written before its inputs' versions were kept) and a version whose
+    files or log entry are gone are errors that say so: the chain is never read elsewhere.
+    """
+    if version is None:
+        raise not_recorded(table, recorded_by)
+    if not lake.exists(table):
+        raise LookupError(f"{table.path} does not exist, yet {recorded_by} records v{version}")
+    try:
+        return lake.read_dates(table, start, end, int(version))
+    except FileNotFoundError as error:
+        raise VersionGone(
+            f"{table.path} v{version}, recorded by {recorded_by}, can no longer be read: its "
+            f"data files were removed (VACUUM) [{error}]"
+        ) from None
+    except DeltaError as error:
+        raise VersionGone(
+            f"{table.path} v{version}, recorded by {recorded_by}, is no longer in its Delta log "
+            f"(log cleaned up) [{error}]"
+        ) from None
+
+
+def rows_at_recorded_versions(
+    lake: LakeIO,
+    rows: pl.DataFrame,
+    version_column: str,
+    table: tables.Table,
+    keys: list[str],
+    recorded_by: str,
+) -> tuple[pl.DataFrame, list[int]]:
+    """For every row of ``rows``: the ``table`` row with the same ``keys``, read at the version
+    in the row's ``version_column``. LookupError when a row's link is missing there."""
+    if version_column not in rows.columns:  # read at a version before the column existed
+        raise not_recorded(table, recorded_by)
+    found, versions = [], []
+    for (version,), group in rows.group_by(version_column, maintain_order=True):
+        stored = read_recorded(
+            lake, table, group["date"].min(), group["date"].max(), version, recorded_by
+        )
+        linked = stored.join(group.select(keys).unique(), on=keys, how="semi")
+        if linked.height != group.height:
+            raise LookupError(
+                f"{table.path} v{version} holds {linked.height} of the {group.height} rows "
+                f"{recorded_by} was computed from"
+            )
+        found.append(linked)
+        versions.append(int(version))
+    return pl.concat(found, how="diagonal_relaxed"), sorted(versions)
+
+
+def kafka_keys(silver: pl.DataFrame) -> list[str]:
+    """The columns naming a silver bar's Kafka record: topic too once silver recorded it."""
+    has_topic = "kafka_topic" in silver.columns and silver["kafka_topic"].null_count() == 0
+    return [*SILVER_KEYS, *(["kafka_topic"] if has_topic else []), *KAFKA_KEYS]
+
+
 def prediction_chain(
     lake: LakeIO, registry, ticker: str, day: dt.date, role: str = "champion"
 ) -> PredictionChain:
@@ -87,41 +170,47 @@ def prediction_chain(
         "delta_versions": json.loads(version.tags.get("delta_versions", "{}")),
     }
     instrument = prediction["instrument"]
-    features = lake.read_dates(
-        tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]
+    what = f"the {role} prediction of {ticker} on {day}"
+    features = read_recorded(
+        lake, tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"], what
     ).filter(pl.col("instrument") == instrument)
+    if features.is_empty():
+        raise LookupError(
+            f"gold/daily_features v{prediction['feature_table_version']} holds no row of "
+            f"{instrument} on {day}, which {what} read"
+        )
+    adjusted_version = features["adjusted_bars_version"].item()
     adjusted = (
-        lake.read_dates(
+        read_recorded(
+            lake,
             tables.ADJUSTED_DAILY_BARS,
             sessions_before(day, LOOKBACK_SESSIONS),
             day,
-            prediction["adjusted_bars_version"],
+            adjusted_version,
+            f"the feature row of {instrument} on {day}",
         )
         .filter(pl.col("instrument") == instrument)
         .sort("date")
     )
-    ticker_days = adjusted.select("ticker", "date")
-    silver_version = version_when(
+    silver, silver_versions = rows_at_recorded_versions(
         lake,
+        adjusted,
+        "daily_bars_version",
         tables.DAILY_BARS,
-        tables.ADJUSTED_DAILY_BARS,
-        prediction["adjusted_bars_version"],
+        SILVER_KEYS,
+        f"silver/adjusted_daily_bars v{adjusted_version} ({instrument})",
     )
-    first = adjusted["date"].min()
-    silver = lake.read_dates(tables.DAILY_BARS, first, day, silver_version).join(
-        ticker_days, on=["ticker", "date"]
+    silver = silver.sort("date")
+    keys = kafka_keys(silver)
+    bronze, bronze_versions = rows_at_recorded_versions(
+        lake,
+        silver,
+        "bronze_version",
+        tables.BRONZE_MARKET_BARS,
+        keys,
+        f"silver/daily_bars {versions_text(silver_versions)} ({instrument})",
     )
-    bronze_version = version_when(
-        lake, tables.BRONZE_MARKET_BARS, tables.DAILY_BARS, silver_version
-    )
-    bronze = (
-        lake.read_dates(tables.BRONZE_MARKET_BARS, first, day, bronze_version)
-        .join(
-            silver.select("ticker", "date", "kafka_partition", "kafka_offset"),
-            on=["ticker", "date", "kafka_partition", "kafka_offset"],
-        )
-        .sort("kafka_partition", "kafka_offset")
-    )
+    bronze = bronze.sort("kafka_partition", "kafka_offset")
     kafka = (
         bronze.group_by("kafka_topic", "kafka_partition")
         .agg(
@@ -132,28 +221,9 @@ def prediction_chain(
         .sort("kafka_topic", "kafka_partition")
     )
     versions = {
-        "gold/daily_features": prediction["feature_table_version"],
-        "silver/adjusted_daily_bars": prediction["adjusted_bars_version"],
-        "silver/daily_bars": silver_version,
-        "bronze/market_bars": bronze_version,
+        "gold/daily_features": [prediction["feature_table_version"]],
+        "silver/adjusted_daily_bars": [adjusted_version],
+        "silver/daily_bars": silver_versions,
+        "bronze/market_bars": bronze_versions,
     }
     return PredictionChain(prediction, model, features, adjusted, silver, bronze, kafka, versions)
-
-
-def commit_times(lake: LakeIO, table: tables.Table) -> dict[int, int]:
-    """Delta version -> commit timestamp (ms) of every version the log still holds."""
-    delta = lake.delta(table)
-    history = delta.history() if delta is not None else []
-    return {entry["version"]: entry["timestamp"] for entry in history if "timestamp" in entry}
-
-
-def version_when(lake: LakeIO, table: tables.Table, later: tables.Table, later_version: int) -> int:
-    """The last version of ``table`` committed before ``later`` at ``later_version`` was: what
-    a computation that read ``table`` and then wrote ``later`` had seen."""
-    committed = commit_times(lake, later).get(later_version)
-    if committed is None:
-        raise LookupError(f"the Delta log of {later.path} no longer holds v{later_version}")
-    before = [v for v, when in commit_times(lake, table).items() if when <= committed]
-    if not before:
-        raise LookupError(f"{table.path} has no version older than {later.path} v{later_version}")
-    return max(before)

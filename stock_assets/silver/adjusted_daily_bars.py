@@ -68,6 +68,14 @@ ADJUSTED_CHECKS = CheckSuite(
 )
 
 
+def with_versions(adjusted: pl.DataFrame, versions: dict[str, int | None]) -> pl.DataFrame:
+    """``adjusted`` with the input versions it was computed from on every row."""
+    return adjusted.with_columns(
+        pl.lit(versions[column], dtype).alias(column)
+        for column, dtype in tables.ADJUSTED_BAR_PROVENANCE.items()
+    )
+
+
 @table_asset(
     tables.ADJUSTED_DAILY_BARS,
     group=MARKET_GROUP,
@@ -79,7 +87,13 @@ def adjusted_daily_bars(
 ) -> dg.MaterializeResult:
     """Adjust the selected trading days; point in time, so other days never need a rewrite."""
     start, end = run_dates(context)
-    adjusted = adjust_bars(lake.read_dates(tables.DAILY_BARS, start, end), read_events(lake))
+    versions = {  # read at these versions and recorded on every row (the audit's link)
+        "daily_bars_version": lake.version(tables.DAILY_BARS),
+        "corporate_actions_version": lake.version(tables.CORPORATE_ACTIONS),
+    }
+    bars = lake.read_dates(tables.DAILY_BARS, start, end, versions["daily_bars_version"])
+    events = read_events(lake, versions["corporate_actions_version"])
+    adjusted = with_versions(adjust_bars(bars, events), versions)
     checked = ADJUSTED_CHECKS.gate(CheckInput(adjusted, lake, start, end))
     version = lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, adjusted, start, end)
     touched = adjusted.filter(pl.col("cum_factor") != 1.0)
@@ -102,6 +116,7 @@ def adjusted_daily_bars(
             "rows_set_aside": int(set_aside["rows"].sum()),
             "set_aside": markdown(set_aside, limit=100),
             "date_range": f"{start}..{end}",
+            **versions,
             "delta_version": version,
             **checked,
         }

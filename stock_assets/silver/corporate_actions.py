@@ -232,8 +232,11 @@ def without_genuine_moves(extreme: pl.DataFrame, events: pl.DataFrame) -> pl.Dat
     return extreme.join(covered, on=["instrument", "date"], how="anti")
 
 
-def read_events(lake: LakeIO) -> pl.DataFrame:
-    return lake.read(tables.CORPORATE_ACTIONS).select(list(EVENT_SCHEMA))
+def read_events(lake: LakeIO, version: int | None = None) -> pl.DataFrame:
+    """The stored events, at the latest version or at ``version``."""
+    if version is None:
+        return lake.read(tables.CORPORATE_ACTIONS).select(list(EVENT_SCHEMA))
+    return lake.scan(tables.CORPORATE_ACTIONS, version).select(list(EVENT_SCHEMA)).collect()
 
 
 def read_bars(lake: LakeIO) -> pl.DataFrame:

@@ -46,12 +46,15 @@ def owned_days(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
     return (before + dt.timedelta(days=1) if before else start), end
 
 
-def latest_bar_per_ticker_day(bronze: pl.DataFrame) -> pl.DataFrame:
-    """Keep the most recently published version of each ticker-day (corrections win)."""
+def latest_bar_per_ticker_day(
+    bronze: pl.DataFrame, bronze_version: int | None = None
+) -> pl.DataFrame:
+    """Keep the most recently published version of each ticker-day (corrections win), naming
+    the Kafka record it is and the ``bronze_version`` it was read at (the audit's link)."""
     return (
         bronze.sort("kafka_timestamp", "kafka_partition", "kafka_offset")
         .unique(subset=["ticker", "date"], keep="last", maintain_order=True)
-        .with_columns(month_column())
+        .with_columns(month_column(), bronze_version=pl.lit(bronze_version, pl.Int64))
         .select(SILVER_COLUMNS)
         .sort("date", "ticker")
     )
@@ -161,8 +164,9 @@ def daily_bars(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
     """Rebuild the selected sessions from bronze; other days in the table are untouched."""
     start, end = run_dates(context)
     first_day, last_day = owned_days(start, end)
-    bronze = lake.read_dates(tables.BRONZE_MARKET_BARS, first_day, last_day)
-    latest = latest_bar_per_ticker_day(bronze)
+    bronze_version = lake.version(tables.BRONZE_MARKET_BARS)  # read and recorded: one version
+    bronze = lake.read_dates(tables.BRONZE_MARKET_BARS, first_day, last_day, bronze_version)
+    latest = latest_bar_per_ticker_day(bronze, bronze_version)
     bars, rejected = split_acceptable(latest, trading_days(start, end), f"{start}..{end}")
     checked = DAILY_BARS_CHECKS.gate(CheckInput(bars, lake, start, end))
     lake.overwrite_dates(tables.DAILY_BARS_QUARANTINE, rejected, first_day, last_day)
@@ -178,6 +182,7 @@ def daily_bars(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
             "date_range": f"{start}..{end}",
             "calendar_days_read": f"{first_day}..{last_day}",
             "bronze_rows_read": bronze.height,
+            "bronze_version": bronze_version,
             "superseded_versions": bronze.height - latest.height,
             "rows_quarantined": rejected.height,
             "quarantine_reasons": dg.MetadataValue.json(reasons),

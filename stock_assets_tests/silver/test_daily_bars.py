@@ -137,7 +137,10 @@ def test_a_session_owns_the_calendar_days_since_the_previous_session():
 def silver_frame(bars: pl.DataFrame) -> pl.DataFrame:
     return (
         bars.with_columns(
-            kafka_partition=pl.lit(0, pl.Int32), kafka_offset=pl.int_range(pl.len(), dtype=pl.Int64)
+            kafka_partition=pl.lit(0, pl.Int32),
+            kafka_offset=pl.int_range(pl.len(), dtype=pl.Int64),
+            kafka_topic=pl.lit(None, pl.String),
+            bronze_version=pl.lit(None, pl.Int64),
         )
         .with_columns(month_column())
         .select(SILVER_COLUMNS)
