@@ -28,7 +28,7 @@ from stock_assets.lake import LakeIO
 from stock_assets.models import return_calibration
 from stock_assets.models import return_intervals as ri
 from stock_assets.models.labels import forward_returns
-from stock_assets.models.registry import RegistryIO
+from stock_assets.models.registry import SERVES_FROM, RegistryIO, starts
 from stock_assets.models.walk_forward import predict
 
 KEY = ["instrument", "date"]
@@ -40,13 +40,6 @@ def lookback_days(horizon: int) -> int:
     ``CALIBRATION_SESSIONS`` sessions with known labels lie within CALIBRATION_SESSIONS + h
     sessions of it (about 7/5 calendar days a session; doubled for holidays and holes)."""
     return int((ri.CALIBRATION_SESSIONS + horizon) * 7 / 5 * 2) + 7
-
-
-def serving_start(version: ModelVersion) -> dt.date:
-    """The first day ``version`` scores out of sample in its role: ``serves_from``, else the
-    first day of ``refit_month``."""
-    value = version.tags.get("serves_from") or version.tags["refit_month"]
-    return dt.date.fromisoformat(value if len(value) > 7 else f"{value}-01")
 
 
 def version_pool(
@@ -64,7 +57,7 @@ def version_pool(
         return None
     served = features.filter(
         pl.col("in_universe").fill_null(False)
-        & (pl.col("date") >= serving_start(version))
+        & (pl.col("date") >= starts(version, SERVES_FROM))
         & (pl.col("date") < end)
     )
     scored = (
