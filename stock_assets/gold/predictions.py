@@ -15,6 +15,10 @@ import polars as pl
 
 from stock_assets import tables
 from stock_assets.checks import CheckInput, CheckSuite, Rule, schema_rule, unique_rule
+from stock_assets.gold.predicted_returns import (
+    add_predicted_returns,
+    intervals_hold_their_expected_values,
+)
 from stock_assets.models.challenger import CHALLENGER_KEY, MODELS_GROUP
 from stock_assets.models.champion import CHAMPION_KEY
 from stock_assets.models.registry import in_force
@@ -57,6 +61,12 @@ PREDICTIONS_CHECKS = CheckSuite(
             "predictions_inside_interval",
             "the point prediction lies inside its interval",
             interval_contains_prediction,
+        ),
+        Rule(
+            "expected_values_inside_nested_intervals",
+            "expected return and price lie inside their 80/90/95% intervals, 80% inside 90% "
+            "inside 95%, each calibrated on returns known before its day",
+            intervals_hold_their_expected_values,
         ),
     ],
     trading_day_partitions(),
@@ -111,6 +121,7 @@ def score(
     group=MODELS_GROUP,
     deps=[
         tables.GOLD_DAILY_FEATURES,
+        tables.ADJUSTED_DAILY_BARS,  # closes, trailing volatility and realised returns
         *(
             dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping())
             for key in (CHALLENGER_KEY, CHAMPION_KEY)
@@ -137,6 +148,9 @@ def predictions(
         )
         return
     frame = frame.with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
+    frame, returns = add_predicted_returns(
+        frame, features, lake, mlflow_registry, feature_version, start, end
+    )
     frame = frame.select(list(tables.GOLD_PREDICTIONS.schema))
     checked = PREDICTIONS_CHECKS.gate(CheckInput(frame, lake, start, end))
     version = lake.overwrite_dates(tables.GOLD_PREDICTIONS, frame, start, end)
@@ -151,6 +165,7 @@ def predictions(
             "feature_table_version": feature_version,
             "adjusted_bars_versions": sorted(frame["adjusted_bars_version"].unique().to_list()),
             "delta_version": version,
+            **returns,
             **checked,
         }
     )

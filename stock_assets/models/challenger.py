@@ -24,7 +24,7 @@ import polars as pl
 from mlflow.models import infer_signature
 
 from stock_assets import tables
-from stock_assets.models import gate
+from stock_assets.models import gate, return_calibration
 from stock_assets.models.evaluation import ic_report
 from stock_assets.models.training import (
     SHIPPED_SPLIT,
@@ -124,6 +124,20 @@ def against_champion(
         predict(champion_booster, rows).rename({"prediction": "champion_prediction"}), on=KEY
     )
     return gate.paired_rank_ic(scored, horizon), rows
+
+
+def calibrate_returns(
+    registry: MlflowResource,
+    run_id: str,
+    version: str,
+    scored_gate: pl.DataFrame,
+    bars: pl.DataFrame,
+    config: TrainingConfig,
+) -> dict:
+    """The expected-return intervals' calibration on the gate slice (where labels exist and the
+    model is out of sample), stored on the version for gold/predictions (`return_calibration`).
+    ``bars``: the adjusted bars the refit read (nothing after its decision)."""
+    return return_calibration.record(registry, run_id, version, scored_gate, bars, config.horizon)
 
 
 def unchanged_refit(registry: MlflowResource, month: str, inputs: MonthlyInputs):
@@ -250,6 +264,7 @@ def challenger(
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(mlflow_registry.model_name, version, key, value)
+    returns = calibrate_returns(mlflow_registry, run.info.run_id, version, scored, bars, config)
     mlflow_registry.set_alias(CHALLENGER, version)
 
     yield dg.MaterializeResult(
@@ -268,6 +283,7 @@ def challenger(
             "early_stopping_rank_ic (in sample)": float(trained.validation["rank_ic"].mean),
             "conformal_half_width (label units)": model.conformal.half_width,
             "train_seconds": round(seconds, 2),
+            **return_calibration.metadata(returns),
             "training_digest": inputs.digest,
             **{f"delta_version {k}": v for k, v in versions.items()},
         }
