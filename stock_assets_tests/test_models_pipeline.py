@@ -96,7 +96,7 @@ def test_a_refit_is_logged_registered_and_promoted_with_its_lineage(stack):
     version = registry.version_for(CHAMPION)
     assert version == registry.version_for(CHALLENGER) == "1"
     model = registry.client().get_model_version(registry.model_name, version)
-    assert model.tags["refit_month"] == "2010-06" and model.tags["champion_from"] == "2010-06"
+    assert model.tags["refit_month"] == "2010-06" and model.tags["champion_from"] == "2010-06-01"
     run = registry.client().get_run(model.run_id)
     assert run.data.tags["dagster_run_id"] == june.run_id
     assert run.data.params["delta_version.gold/daily_features"] == str(
