@@ -9,8 +9,18 @@ drift, volumes scale, some tickers stop trading, a new one lists, KO splits 2:1 
 values move and revisions arrive; a later earnings and membership vintage moves dates, adds
 entries and rewrites past intervals; more news). Corporate actions are re-detected from each
 world's bars. Adjusted bars, features, June's model and its predictions with intervals dated
-<= t must be bit-identical; August's inputs and September's model must change, so the
-perturbation provably reaches a model.
+<= t must be bit-identical; August's and September's models must change, so the perturbation
+provably reaches a model.
+
+August's booster is not guaranteed to change, and the test says why rather than hoping: its
+training rows all end before t (identical in both worlds), and LightGBM builds its trees from
+the training rows alone (the validation set only reuses their bins), so both worlds grow one
+and the same sequence of trees; early stopping merely cuts it at the round where the l2 on the
+validation slice stops improving. Perturbing the slice's rows after t moves that curve but need
+not move its minimum. What provably reaches August's model is asserted instead: the common
+prefix of trees is identical (the cut is the only channel into the booster), the validation
+curve differs, the booster differs exactly when the chosen round does, and the conformal
+calibration, fitted on the gate slice after t, moves its half-width.
 """
 
 import datetime as dt
@@ -23,7 +33,8 @@ from polars.testing import assert_frame_equal
 from stock_assets.gold.assemble import assemble
 from stock_assets.models.challenger import TrainingConfig
 from stock_assets.models.conformal import predict_intervals
-from stock_assets.models.training import MonthlyModel, prepare_month, train_month
+from stock_assets.models.training import MonthlyModel, prepare_month, train_month, train_prepared
+from stock_assets.models.walk_forward import feature_matrix, training_rows
 from stock_assets.pit import adjust_bars
 from stock_assets.silver.corporate_actions import build_corporate_actions, load_curated
 from stock_assets.silver.earnings_calendar import merge_calendar
@@ -135,8 +146,8 @@ def perturbed_sources(recorded: ContextSources, packaged: ContextSources, bars) 
 
 
 def chain(bars: pl.DataFrame, sources: ContextSources) -> dict:
-    """Events re-detected, adjusted bars, features, August's refit inputs, and June's and
-    September's refits."""
+    """Events re-detected, adjusted bars, features, August's refit inputs, and June's,
+    August's and September's refits."""
     events = build_corporate_actions(bars, load_curated())
     adjusted = adjust_bars(bars, events)
     start, end = adjusted["date"].min(), adjusted["date"].max()
@@ -150,6 +161,7 @@ def chain(bars: pl.DataFrame, sources: ContextSources) -> dict:
     }
     settings = {"lightgbm": asdict(config.lightgbm()), "confidence_level": config.confidence_level}
     august = prepare_month(features, adjusted, *AUGUST, config.split(), settings)
+    refits[AUGUST] = train_prepared(august, config.lightgbm(), config.confidence_level)
     return {
         "events": events,
         "adjusted": adjusted,
@@ -241,4 +253,40 @@ def test_refits_that_learn_from_after_t_change(worlds):
     rows = upto_t(recorded["features"].filter(pl.col("date") >= JUNE[0]))
     assert not predict_intervals(september.conformal, rows).equals(
         predict_intervals(september_p.conformal, rows)
+    )
+
+
+def validation_curve(model: MonthlyModel) -> list[float]:
+    """The early-stopping l2 of ``model``'s booster on its own validation slice, per round."""
+    trained, inputs = model.trained, model.inputs
+    rows = training_rows(inputs.labelled, inputs.fold, "validation")
+    matrix, label = feature_matrix(rows, trained.feature_names), rows["label"].to_numpy()
+    rounds = trained.booster.num_trees()
+    return [
+        float(((trained.booster.predict(matrix, num_iteration=k) - label) ** 2).mean())
+        for k in range(1, rounds + 1)
+    ]
+
+
+def test_august_early_stops_on_t_and_its_model_changes_only_through_the_slice(worlds):
+    """See the module docstring: the booster moves only through the stopping round."""
+    august, august_p = (worlds[w][2]["refits"][AUGUST] for w in ("recorded", "perturbed"))
+    fold = august.trained.fold
+    assert fold.validation_start <= T <= fold.validation_end < fold.gate_start
+    assert august.inputs.data_cut > T
+    booster, booster_p = august.trained.booster, august_p.trained.booster
+    common = min(booster.num_trees(), booster_p.num_trees())
+    assert common >= 1
+    assert booster.model_to_string(num_iteration=common) == booster_p.model_to_string(
+        num_iteration=common
+    )  # one sequence of trees: training saw nothing after t
+    curve, curve_p = validation_curve(august), validation_curve(august_p)
+    assert curve[:common] != curve_p[:common]  # the rows after t reached the stopping decision
+    same_round = august.trained.best_iteration == august_p.trained.best_iteration
+    assert (booster.model_to_string() == booster_p.model_to_string()) == same_round
+    assert august.calibration["date"].min() > T
+    assert august.conformal.half_width != august_p.conformal.half_width
+    rows = upto_t(worlds["recorded"][2]["features"].filter(pl.col("date") >= JUNE[0]))
+    assert not predict_intervals(august.conformal, rows).equals(
+        predict_intervals(august_p.conformal, rows)
     )
