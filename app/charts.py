@@ -38,8 +38,8 @@ def price_chart(
     forecast: pl.DataFrame | None = None,
 ) -> alt.Chart:
     """Candles of the traded bars: wick from low to high, body from open to close, and the last
-    close as a point. ``forecast`` (``date, price, price_lower, price_upper``), when the
-    predictions carry a price, is drawn as a point with its interval."""
+    close as a point. ``forecast`` (``date, price, price_lower, price_upper``: the stored
+    expected price and its 90% interval at the session it is for) is a point with its interval."""
     data = bars.with_columns(
         direction=pl.when(pl.col("close") >= pl.col("open"))
         .then(pl.lit("up"))
@@ -75,7 +75,13 @@ def price_chart(
         layers += [
             spot.mark_rule(color="#1f77b4").encode(y="price_lower:Q", y2="price_upper:Q"),
             spot.mark_point(color="#1f77b4", filled=True).encode(
-                y="price:Q", tooltip=["date:T", "price:Q", "price_lower:Q", "price_upper:Q"]
+                y="price:Q",
+                tooltip=[
+                    alt.Tooltip("date:T", title="predicted for"),
+                    alt.Tooltip("price:Q", title="expected price", format=",.2f"),
+                    alt.Tooltip("price_lower:Q", title="90% lower", format=",.2f"),
+                    alt.Tooltip("price_upper:Q", title="90% upper", format=",.2f"),
+                ],
             ),
         ]
     return alt.layer(*layers).properties(title=f"{PRICE_TITLE}: {ticker}", height=260)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from stock_assets import tables
+from stock_assets.calendar import owning_session
 from stock_assets.models.evaluation import portfolio_report
 from stock_assets.models.explain import Explanation, explain
 from stock_assets.outputs import TRACKED, Outputs
@@ -86,6 +87,29 @@ def price_bars(
             volatility=pl.col("daily_return").rolling_std(VOLATILITY_SESSIONS) * scale,
         )
         .select(BAR_COLUMNS)
+    )
+
+
+def target_session(day: dt.date, horizon: int) -> dt.date:
+    """The session ``horizon`` sessions after ``day``: when a prediction's return is realised."""
+    for _ in range(horizon):
+        day = owning_session(day + dt.timedelta(days=1)) or day + dt.timedelta(days=1)
+    return day
+
+
+def forecast(prediction: dict, level: str = "90") -> pl.DataFrame | None:
+    """The stored expected price with its ``level``% interval, at the session it is for
+    (``date, price, price_lower, price_upper``; currency of ``last_close``); None when the
+    row has no price (fewer than 20 sessions of returns behind it)."""
+    if prediction.get("expected_price") is None:
+        return None
+    return pl.DataFrame(
+        {
+            "date": [target_session(prediction["date"], int(prediction["horizon"]))],
+            "price": [prediction["expected_price"]],
+            "price_lower": [prediction[f"price_lower_{level}"]],
+            "price_upper": [prediction[f"price_upper_{level}"]],
+        }
     )
 
 

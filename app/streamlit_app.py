@@ -153,8 +153,9 @@ def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
             f"Newer predictions of {ticker} on thin sessions, below the signals' floor: {days}. "
             "They are drawn in the predictions chart but are not its latest."
         )
-        if "expected_return" in row:  # when gold/predictions carries returns in percent
-            second[2].metric("Expected return", _percent(row["expected_return"]))
+    if latest.height:
+        returns_panel(row, second)
+    set_aside_note(bars, latest["date"].max() if latest.height else None, ticker)
     if newest.height:
         signal = newest.row(0, named=True)
         cells[2].metric("Signal", f"{signal['side']} (rank {signal['rank']})")
@@ -172,10 +173,14 @@ def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
     dates = [d for d in (bars["date"].min(), history["date"].min()) if d is not None]
     ends = [d for d in (bars["date"].max(), history["date"].max()) if d is not None]
     start, end = min(dates), max(ends)
-    st.altair_chart(charts.price_chart(bars, ticker, start, end, _forecast(shown)), width="stretch")
+    spot = readers.forecast(latest.row(0, named=True)) if latest.height else None
+    end = max(end, spot["date"][0]) if spot is not None else end
+    st.altair_chart(charts.price_chart(bars, ticker, start, end, spot), width="stretch")
     st.altair_chart(charts.back_adjusted_chart(bars, ticker, start, end), width="stretch")
     st.caption(
-        "Top: prices as traded. Below: closes back-adjusted for splits and distributions as of "
+        "Top: prices as traded; the blue point is the expected price at the session it is for, "
+        "with its 90% interval (currency of the last close). Below: closes back-adjusted for "
+        "splits and distributions as of "
         f"{bars['date'].max()} (that day's close equals its traded close; earlier closes are in "
         "today's share basis, so their changes are returns). Volatility: standard deviation of "
         f"the last {readers.VOLATILITY_SESSIONS} daily returns x sqrt(252)."
@@ -194,13 +199,44 @@ def ticker_panel(root: str, pins: Pins, ticker: str) -> None:
         st.dataframe(history.sort("date", "role", descending=[True, False]), hide_index=True)
 
 
-def _forecast(history: pl.DataFrame) -> pl.DataFrame | None:
-    """The predicted price with its interval, once gold/predictions carries one."""
-    columns = {"expected_price": "price", "price_lower": "price_lower"}
-    columns |= {"price_upper": "price_upper"}
-    if not set(columns) <= set(history.columns):
-        return None
-    return history.select("date", *(pl.col(c).alias(n) for c, n in columns.items())).tail(1)
+def returns_panel(row: dict, cells) -> None:
+    """The expected return over the horizon and its intervals in percent, the implied price
+    (currency of the last close), and the stock's own volatility over the same horizon."""
+    h = int(row["horizon"])
+    span = f"{h} session{'s' if h > 1 else ''}"
+    if row.get("expected_return") is None:
+        st.caption("No expected return for this prediction: fewer than 20 sessions of returns.")
+        return
+    target = readers.target_session(row["date"], h)
+    cells[2].metric(f"Expected return ({span})", _percent(row["expected_return"]))
+    cells[3].metric(f"Expected price ({target})", f"{row['expected_price']:,.2f}")
+    bands = "; ".join(
+        f"{v}%: {_percent(row[f'return_lower_{v}'])} .. {_percent(row[f'return_upper_{v}'])}"
+        for v in ("80", "90", "95")
+    )
+    st.caption(
+        f"Return over {span} to {target}, intervals {bands}. Price 90%: "
+        f"{row['price_lower_90']:,.2f} .. {row['price_upper_90']:,.2f}, in the currency of the "
+        f"last close ({row['last_close']:,.2f} on {row['date']}). The stock's own volatility "
+        f"over {span}: {row['volatility']:.2%} (standard deviation of its last 20 daily "
+        f"returns x sqrt({h})); the intervals widen with it."
+    )
+
+
+def set_aside_note(bars: pl.DataFrame, latest: dt.date | None, ticker: str) -> None:
+    """Sessions the ticker was set aside (an undecided price jump: no features, no
+    prediction), the ones after its latest prediction as a warning."""
+    aside = bars.filter(pl.col("set_aside").is_not_null()).select("date", "set_aside")
+    if aside.is_empty():
+        return
+    newer = aside.filter(pl.col("date") > latest) if latest else aside
+    listed = "; ".join(f"{d}: {reason}" for d, reason in aside.iter_rows())
+    if newer.height:
+        st.warning(
+            f"{ticker} is set aside on {newer['date'].max()} ({newer['set_aside'][-1]}): no "
+            "features or prediction for that session, so the latest shown is older."
+        )
+    st.caption(f"Sessions {ticker} was set aside (no prediction): {listed}.")
 
 
 def why_panel(root: str, pins: Pins, ticker: str) -> None:

@@ -283,7 +283,7 @@ def main() -> None:
 
 def run_all(args, tool, work, secret, api, api_port, bare, bare_port) -> list[dict]:
     base = f"http://127.0.0.1:{api_port}"
-    ready = httpx.get(f"{base}/health/ready").json()
+    ready = httpx.get(f"{base}/health/ready", headers={"X-API-Key": secret}).json()
     listing = httpx.get(f"{base}/v1/tickers", headers={"X-API-Key": secret}).json()
     tickers = [t["ticker"] for t in listing["tickers"]][:50]
     fifty = ",".join(tickers)

@@ -175,8 +175,29 @@ def assert_ticker_charts(at: AppTest, delivered, ticker: str) -> list[float]:
         assert drawn["prediction"].tolist() == stored["prediction"].to_list()
     champion = predictions.filter(pl.col("role") == "champion").tail(1).row(0, named=True)
     assert metrics(at)["Champion prediction"] == f"{champion['prediction']:+.4f}"
+    assert_returns_panel(at, ticker, champion)
     assert_why_panel(at, delivered, ticker, champion)
     return shown["close"].tolist()
+
+
+def assert_returns_panel(at: AppTest, ticker: str, champion: dict) -> None:
+    """Expected return in percent and price with its 90% interval, as stored, the price drawn
+    at the session it is for (the next one: h = 1 here) on the traded-price chart."""
+    assert champion["horizon"] == 1 and champion["expected_return"] is not None
+    shown = metrics(at)
+    assert shown["Expected return (1 session)"] == f"{champion['expected_return']:+.2%}"
+    target = champion["date"] + dt.timedelta(days=3 if champion["date"].weekday() == 4 else 1)
+    assert shown[f"Expected price ({target})"] == f"{champion['expected_price']:,.2f}"
+    [note] = [c.value for c in at.caption if c.value.startswith("Return over")]
+    low, high = champion["return_lower_90"], champion["return_upper_90"]
+    assert f"90%: {low:+.2%} .. {high:+.2%}" in note
+    assert f"{champion['volatility']:.2%}" in note
+    _, data = chart(at, f"Traded price (raw, as printed): {ticker}")
+    spot = rows_with(data, "price_upper")
+    assert spot["price"].tolist() == [champion["expected_price"]]
+    assert spot["price_lower"].tolist() == [champion["price_lower_90"]]
+    assert spot["price_upper"].tolist() == [champion["price_upper_90"]]
+    assert pd.Timestamp(spot["date"].iloc[0]).date() == target
 
 
 def assert_why_panel(at: AppTest, delivered, ticker: str, champion: dict) -> None:
@@ -281,3 +302,24 @@ def test_a_late_bar_on_a_thin_session_is_flagged_not_shown_as_latest(
     warnings = [w.value for w in at.warning]
     assert any("Newer predictions of AAPL on thin sessions" in w and f"{late} (1 names)" in w
                for w in warnings), warnings  # fmt: skip
+
+
+def test_a_set_aside_session_is_named_with_its_reason(app_env, delivered, tmp_path, monkeypatch):
+    """AAPL's bar of the newest session set aside (silver's reason, no adjusted prices), so it
+    has no prediction that day: the page says so and shows its older latest."""
+    shutil.copytree(delivered.lake.root, tmp_path / "lake")
+    lake = Lake(str(tmp_path / "lake"))
+    full = lake.read(tables.GOLD_SIGNALS)["date"].max()
+    reason = "needs_review: undecided overnight jump (test)"
+    bars = lake.read_dates(tables.ADJUSTED_DAILY_BARS, full, full)
+    aapl = pl.col("ticker") == "AAPL"
+    bars = bars.with_columns(set_aside=pl.when(aapl).then(pl.lit(reason)).otherwise("set_aside"))
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, bars, full, full)
+    day = lake.read_dates(tables.GOLD_PREDICTIONS, full, full)
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, day.filter(~aapl), full, full)
+    monkeypatch.setenv("STOCK_LAKE_ROOT", str(tmp_path / "lake"))
+    at = run_app()
+    assert metrics(at)["Predicted session"] < full.isoformat()
+    warnings = [w.value for w in at.warning]
+    assert any(f"AAPL is set aside on {full} ({reason})" in w for w in warnings), warnings
+    assert any(f"{full}: {reason}" in c.value for c in at.caption)

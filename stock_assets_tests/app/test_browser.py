@@ -106,13 +106,23 @@ def test_the_served_app_draws_every_chart_from_the_stored_state(served_app, deli
         bars = delivered.lake.read(tables.ADJUSTED_DAILY_BARS).filter(
             pl.col("ticker") == "AAPL", pl.col("date") >= dt.date(2010, 3, 3)
         )  # from 90 days before AAPL's first prediction (2010-06-01)
-        assert marks[0] == 2 * bars.height + 1  # a wick and a body per bar, the last close
+        # a wick and a body per bar, the last close, the expected price and its interval
+        assert marks[0] == 2 * bars.height + 1 + 2
         assert marks[1] == 1  # the back-adjusted close: one line
         assert marks[2] > 3  # the band, a line per role, a point per prediction
         assert marks[3:] == [WHY_BARS, 3, 15, 15]  # why; three books; top 15 features per model
         assert_last_close_and_top_contribution(charts, bars, delivered)
         assert page.locator("[data-testid=stException]").count() == 0
         newest = delivered.lake.read(tables.GOLD_SIGNALS)["date"].max()
+        expected = page.locator("[data-testid=stMetric]").filter(
+            has=page.get_by_text("Expected return (1 session)", exact=True)
+        )
+        stored = delivered.lake.read(tables.GOLD_PREDICTIONS).filter(
+            pl.col("ticker") == "AAPL", pl.col("role") == "champion"
+        )
+        newest_row = stored.sort("date").row(stored.height - 1, named=True)
+        value = expected.locator("[data-testid=stMetricValue]").inner_text()
+        assert value == f"{newest_row['expected_return']:+.2%}"
         for heading in ["AAPL: price and predictions", f"Signals of {newest}", "Backtest",
                         "Champion: version 1", "Challenger: version 2"]:  # fmt: skip
             assert page.get_by_role("heading", name=heading).count() == 1, heading
@@ -139,15 +149,22 @@ def _number(text: str) -> float:
 
 
 def assert_last_close_and_top_contribution(charts, bars: pl.DataFrame, delivered) -> None:
-    """The price chart ends on the traded close; the why panel's first bar is the stored
-    prediction's largest contribution, computed here from the lake and the registry."""
+    """The price chart ends on the traded close and shows the stored expected price with its
+    interval; the why panel's first bar is the stored prediction's largest contribution,
+    computed here from the lake and the registry."""
     newest = bars.sort("date").row(bars.height - 1, named=True)
-    last = aria_labels(charts.nth(0))[-1]
+    labels = aria_labels(charts.nth(0))
+    [last] = [label for label in labels if "last close" in label]
     assert _number(last["last close"]) == newest["close"]  # raw, not the adjusted basis
     stored = delivered.lake.read(tables.GOLD_PREDICTIONS).filter(
         pl.col("ticker") == "AAPL", pl.col("role") == "champion"
     )
     prediction = stored.sort("date").row(stored.height - 1, named=True)
+    # the stored expected price and its 90% interval, drawn on the traded-price chart
+    [spot] = [label for label in labels if "expected price" in label]
+    for key, column in [("expected price", "expected_price"), ("90% lower", "price_lower_90"),
+                        ("90% upper", "price_upper_90")]:  # fmt: skip
+        assert _number(spot[key]) == round(prediction[column], 2), key
     day = prediction["date"]
     features = delivered.lake.read_dates(
         tables.GOLD_DAILY_FEATURES, day, day, prediction["feature_table_version"]

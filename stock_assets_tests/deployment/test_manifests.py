@@ -124,7 +124,12 @@ def test_workload_selectors_match_their_own_pod_labels():
 
 def test_api_listens_on_8000_with_the_health_paths_of_serving():
     (api,) = containers_of(find("Deployment", "stock-api"))
-    assert api["ports"] == [{"name": "http", "containerPort": 8000}]
+    metrics = {"name": "metrics", "containerPort": 9100}  # internal: /metrics only there
+    assert api["ports"] == [{"name": "http", "containerPort": 8000}, metrics]
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert env["STOCK_API_METRICS_PORT"] == "9100"
+    (endpoint,) = find("ServiceMonitor", "stock-api")["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
     assert api["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert api["startupProbe"]["httpGet"]["path"] == "/health/live"

@@ -17,6 +17,7 @@ from stock_assets.config import REPO_ROOT
 from stock_assets.feast.feature_store import online_features, open_store
 from stock_assets.models.audit import prediction_chain
 from stock_assets.models.walk_forward import predict
+from stock_assets.outputs import RETURN_COLUMNS
 from stock_assets_tests.serving.conftest import AB_KEYS, ADMIN, LIMITED, ORIGIN
 
 pytestmark = pytest.mark.timeout(900)  # the first test waits for the delivered state and the API
@@ -67,6 +68,13 @@ def test_latest_predictions_are_the_stored_rows_with_their_signals(api, delivere
             row["upper"],
         )
         assert item.model.version == row["model_version"] == "1"
+        # expected return (fraction over the horizon) and price (currency of last_close)
+        assert {c: getattr(item, c) for c in RETURN_COLUMNS} == {c: row[c] for c in RETURN_COLUMNS}
+        assert item.expected_price == pytest.approx(
+            row["last_close"] * (1 + row["expected_return"])
+        )
+        assert item.return_lower_95 < item.return_lower_90 < item.expected_return
+        assert item.set_aside is None
         signal = signals.filter(pl.col("ticker") == item.ticker)
         if signal.height:
             assert (item.signal.rank, item.signal.side) == (signal["rank"][0], signal["side"][0])
@@ -95,6 +103,9 @@ def test_history_over_a_date_range_is_the_stored_history(api, delivered):
     assert [(i.date, i.role, i.prediction) for i in body.items] == list(
         zip(lake["date"], lake["role"], lake["prediction"], strict=True)
     )
+    for item, row in zip(body.items, lake.iter_rows(named=True), strict=True):
+        assert {c: getattr(item, c) for c in RETURN_COLUMNS} == {c: row[c] for c in RETURN_COLUMNS}
+    assert body.set_aside_sessions == []  # none in the delivered state (test_latest sets one)
     assert body.model_versions == ["1", "2"]  # July has the challenger in shadow
     assert {i.role for i in body.items if i.date.month == 7} == {"champion", "challenger"}
     assert all(start <= i.date <= end for i in body.items) and len(body.items) >= 6
@@ -162,6 +173,9 @@ def test_on_demand_is_the_booster_on_the_online_row_and_equals_the_stored_predic
         assert item.feature_table_version == row["feature_table_version"]
         assert item.prediction == pytest.approx(row["prediction"], abs=1e-12)
         assert (item.lower, item.upper) == (item.prediction - half, item.prediction + half)
+        # the same session and version as the stored row: its return and price figures
+        assert {c: getattr(item, c) for c in RETURN_COLUMNS} == {c: row[c] for c in RETURN_COLUMNS}
+        assert item.expected_return is not None and item.set_aside is None
 
 
 def test_audit_returns_the_chain_down_to_kafka_offsets(api, delivered):
@@ -175,7 +189,8 @@ def test_audit_returns_the_chain_down_to_kafka_offsets(api, delivered):
     assert body.model["version"] == "1"
     assert body.kafka == chain.kafka.to_dicts()
     assert len(body.bronze_bars) == chain.bronze_bars.height > 0
-    assert missing.status_code == 404 and "no champion prediction" in missing.json()["message"]
+    assert missing.status_code == 404  # a fixed message, no lake path
+    assert missing.json()["message"] == "no stored champion prediction for AAPL on 2010-05-03"
 
 
 def test_keys_are_required_and_checked(api):

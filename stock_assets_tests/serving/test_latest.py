@@ -11,7 +11,7 @@ import orjson
 import polars as pl
 import pytest
 
-from serving.snapshot import Loader, Snapshot
+from serving.snapshot import Loader, Snapshot, newest_set_aside
 from stock_assets import tables
 from stock_assets.lake import Lake
 from stock_assets.outputs import Outputs
@@ -63,3 +63,43 @@ def test_the_served_snapshot_answers_every_ticker_and_names_the_thin_session(lat
     assert set(items) == set(snapshot.tickers)
     assert items["AAPL"]["date"] == full.isoformat() and items["ADI"]["date"] < full.isoformat()
     assert {i["thin"] for i in items.values()} == {False}
+
+
+REASON = "needs_review: undecided overnight jump (test)"
+
+
+@pytest.fixture
+def set_aside_state(delivered, tmp_path) -> Outputs:
+    """ADI's bar of the newest full session set aside, as silver does for an undecided jump:
+    the reason in `set_aside`, no adjusted prices, so no features and no prediction that day."""
+    shutil.copytree(delivered.lake.root, tmp_path / "lake")
+    lake = Lake(str(tmp_path / "lake"))
+    newest = lake.read(tables.GOLD_SIGNALS)["date"].max()
+    bars = lake.read_dates(tables.ADJUSTED_DAILY_BARS, newest, newest)
+    adjusted = [c for c in bars.columns if c.startswith("adj_")]
+    aside = pl.col("ticker") == "ADI"
+    bars = bars.with_columns(
+        set_aside=pl.when(aside).then(pl.lit(REASON)).otherwise(pl.col("set_aside")),
+        **{c: pl.when(aside).then(None).otherwise(pl.col(c)) for c in adjusted},
+    )
+    lake.overwrite_dates(tables.ADJUSTED_DAILY_BARS, bars, newest, newest)
+    day = lake.read_dates(tables.GOLD_PREDICTIONS, newest, newest)
+    lake.overwrite_dates(tables.GOLD_PREDICTIONS, day.filter(~aside), newest, newest)
+    return Outputs(lake, delivered.registry)
+
+
+def test_a_set_aside_session_is_named_with_its_reason(set_aside_state):
+    out = set_aside_state
+    newest = out.latest_session()
+    assert out.set_aside().rows() == [("ADI", "ADI", newest, REASON)]
+    snapshot = Loader(out, None).refresh(Snapshot())
+    items = {t: orjson.loads(b) for t, b in snapshot.latest["champion"].items()}
+    adi, aapl = items["ADI"], items["AAPL"]
+    assert adi["date"] < newest.isoformat()  # its own latest, before the set-aside session
+    assert adi["set_aside"] == {"date": newest.isoformat(), "reason": REASON}
+    assert aapl["set_aside"] is None and aapl["date"] == newest.isoformat()
+    # on-demand rows of an older session say so too; newer ones do not
+    older = dt.date.fromisoformat(adi["date"])
+    assert newest_set_aside(snapshot, "ADI", older) == {"date": newest, "reason": REASON}
+    assert newest_set_aside(snapshot, "ADI", newest) is None
+    assert newest_set_aside(snapshot, "AAPL", older) is None

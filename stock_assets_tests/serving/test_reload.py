@@ -70,14 +70,14 @@ def test_a_rollout_file_moves_the_challenger_share(server, state):
 
 def test_a_new_champion_alias_is_served_without_restart(server, state, delivered):
     _, env, _ = state
-    with server.client(None) as client:
+    with server.client() as client:  # readiness's detail answers a key
         pid = client.get("/health/live").json()["pid"]
         assert client.get("/health/ready").json()["champion"]["version"] == "1"
     registry = ModelRegistry(tracking_uri=env["STOCK_MLFLOW_TRACKING_URI"])
     registry.set_alias("champion", "2")
 
     def champion_two():
-        with server.client(None) as client:
+        with server.client() as client:
             return client.get("/health/ready").json()["champion"]["version"] == "2"
 
     eventually(champion_two)
@@ -115,6 +115,6 @@ def test_a_new_predictions_version_is_served_without_restart(server, state):
     new = eventually(reloaded)
     assert new["items"][0]["prediction"] == pytest.approx(old["items"][0]["prediction"] + 0.25)
     assert new["data_date"] == "2010-07-30"
-    with server.client(None) as client:
+    with server.client() as client:
         assert client.get("/health/ready").json()["table_versions"]["gold/predictions"] == after
         assert client.get("/health/live").json()["pid"] == pid
