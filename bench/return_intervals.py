@@ -65,8 +65,20 @@ from stock_assets.models.walk_forward import predict as predict_scores  # noqa: 
 from stock_assets.models.walk_forward import training_rows  # noqa: E402
 
 
+def too_few_rows(error: ValueError) -> bool:
+    """MAPIE's refusal to calibrate fewer than 1 / (1 - level) conformalizing rows (at 95%,
+    more than 20: a 20-session calibration of one name never has them)."""
+    return "Number of samples of the score is too low" in str(error)
+
+
 def fold_intervals(
-    data, ours, volatility: pl.DataFrame, horizon: int, mode: str, scale: str
+    data,
+    ours,
+    volatility: pl.DataFrame,
+    horizon: int,
+    mode: str,
+    scale: str,
+    skipped: list | None = None,
 ) -> tuple[pl.DataFrame, list]:
     """Every fold's test rows with their intervals, and each fold's mapping (a, b).
 
@@ -74,6 +86,10 @@ def fold_intervals(
     "rolling": recalibrated every test day on the latest ``CALIBRATION_SESSIONS`` sessions of
     rows the fold's booster scored out of sample (gate and earlier test days) whose label is
     known before that day: the calibration follows drifting returns.
+
+    A fold whose calibration MAPIE refuses (`too_few_rows`: 1-5 names, 20 sessions) is left
+    out and its number appended to ``skipped``; the decision uses only the calibration's own
+    row count, never an outcome. Raises that error when every fold is refused.
     """
     closes = data.adjusted.select(*KEY, last_close="close")
     parts, mappings = [], []
@@ -99,15 +115,23 @@ def fold_intervals(
                 predicted.select(calibration.columns + ["volatility"]),
             ]
         )
-        if mode == "rolling":  # what gold/predictions ships: the same core function
-            calibrated = rolling_return_intervals(
-                pool, predicted, horizon, unconditional=True, scale=scale
-            )
-        else:
-            known = latest_known(pool, predicted["date"].min())
-            check_no_overlap(known, predicted)
-            model = calibrate(known, horizon, scale=scale)
-            calibrated = [(model, predict(model, predicted, unconditional=True))]
+        try:
+            if mode == "rolling":  # what gold/predictions ships: the same core function
+                calibrated = rolling_return_intervals(
+                    pool, predicted, horizon, unconditional=True, scale=scale
+                )
+            else:
+                known = latest_known(pool, predicted["date"].min())
+                check_no_overlap(known, predicted)
+                model = calibrate(known, horizon, scale=scale)
+                calibrated = [(model, predict(model, predicted, unconditional=True))]
+        except ValueError as error:
+            if not too_few_rows(error):
+                raise
+            refused = error
+            if skipped is not None:
+                skipped.append(fold.number)
+            continue
         for model, out in calibrated:
             parts.append(out)
             first = out["date"].min()
@@ -122,6 +146,8 @@ def fold_intervals(
                     "b": round(model.slope, 4),
                 }
             )
+    if not parts:
+        raise refused
     return pl.concat(parts), mappings
 
 
@@ -225,13 +251,16 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
     results, summaries = {}, []
     for mode, scale in VARIANTS:
         variant = f"{mode}/{scale}"
+        skipped: list[int] = []
         try:
-            intervals, mappings = fold_intervals(data, ours, volatility, horizon, mode, scale)
-        except ValueError as error:  # MAPIE: too few conformalizing rows for 1 / (1 - 0.95)
-            if "too low" not in str(error):
+            intervals, mappings = fold_intervals(
+                data, ours, volatility, horizon, mode, scale, skipped
+            )
+        except ValueError as error:
+            if not too_few_rows(error):
                 raise
-            reason = (f"not measurable: a {CALIBRATION_SESSIONS}-session calibration of "
-                      f"{name} has too few rows for MAPIE at {max(LEVELS):.0%} with this "
+            reason = (f"not measurable: no {CALIBRATION_SESSIONS}-session calibration of "
+                      f"{name} has enough rows for MAPIE at {max(LEVELS):.0%} with this "
                       f"scale ({' '.join(str(error).split())})")  # fmt: skip
             print(f"\n== {name}, {variant}: {data.coverage}; {reason}")
             results[variant] = {"not_measured": reason}
@@ -250,6 +279,10 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
               f"{len(mappings)} calibrations, {grouped.height} test rows with a volatility, "
               f"{grouped['date'].n_unique()} sessions (thin sessions excluded); returns are "
               f"fractions over {horizon} session(s)")  # fmt: skip
+        if skipped:
+            print(f"{len(skipped)} of {len(ours.trained)} folds left out: MAPIE refuses their "
+                  f"{CALIBRATION_SESSIONS}-session calibration (too few rows for "
+                  f"{max(LEVELS):.0%}): folds {skipped}")  # fmt: skip
         if mode == "gate":
             show(
                 "mapping expected_return = sigma * (a + b * score), per fold",
@@ -269,17 +302,19 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
             "overall": overall.to_dicts(),
             "deciles": deciles.to_dicts(),
             "months": months.to_dicts(),
+            "skipped_folds": skipped,
         }
-    show(
-        f"{name}: summary, {data.coverage} (coverage shares; widths in return units)",
-        pl.concat(summaries),
-    )
+    if summaries:
+        show(
+            f"{name}: summary, {data.coverage} (coverage shares; widths in return units)",
+            pl.concat(summaries),
+        )
     seconds = time.perf_counter() - started
     print(f"{name}: {seconds:.0f}s")
     return {
         "set": name, "levels": list(LEVELS), "every": data.every, "coverage": data.coverage,
         "monthly_folds": data.monthly_folds, "seconds": seconds,
-        "summary": pl.concat(summaries).to_dicts(), "variants": results,
+        "summary": pl.concat(summaries).to_dicts() if summaries else [], "variants": results,
     }  # fmt: skip
 
 
