@@ -117,8 +117,10 @@ def fold_intervals(
         )
         try:
             if mode == "rolling":  # what gold/predictions ships: the same core function
-                calibrated = rolling_return_intervals(
-                    pool, predicted, horizon, unconditional=True, scale=scale
+                calibrated = list(  # a generator: refusals surface while it runs
+                    rolling_return_intervals(
+                        pool, predicted, horizon, unconditional=True, scale=scale
+                    )
                 )
             else:
                 known = latest_known(pool, predicted["date"].min())
