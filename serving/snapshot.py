@@ -121,7 +121,6 @@ class Loader:
         data_date = pinned.latest_session()  # the newest full cross-section
         known_tickers = pinned.tickers()
         frames = {role: pinned.latest_predictions(role=role) for role in ROLES}
-        latest = {role: _serialise_latest(frame) for role, frame in frames.items()}
         returns = {
             (row["model_version"], row["ticker"], row["date"]): {
                 c: row.get(c) for c in RETURN_COLUMNS
@@ -136,6 +135,7 @@ class Loader:
                 *set_aside.get(row["ticker"], ()),
                 (row["date"], row["set_aside"]),
             )
+        latest = {role: _serialise_latest(frame, set_aside) for role, frame in frames.items()}
         latest_versions = {
             role: tuple(sorted(frame["model_version"].unique().to_list()))
             for role, frame in frames.items()
@@ -207,7 +207,7 @@ def _with_online(snapshot: Snapshot, online: OnlineCache | None) -> Snapshot:
     return replace(snapshot, online=cache)
 
 
-def _serialise_latest(frame: pl.DataFrame) -> dict[str, bytes]:
+def _serialise_latest(frame: pl.DataFrame, set_aside: Mapping) -> dict[str, bytes]:
     """One JSON object per ticker, serialised once (the hot path only joins them)."""
     items = {}
     for row in frame.iter_rows(named=True):
@@ -229,8 +229,7 @@ def _serialise_latest(frame: pl.DataFrame) -> dict[str, bytes]:
             "feature_table_version": row["feature_table_version"],
             "thin": row["thin"],
             **{c: row.get(c) for c in RETURN_COLUMNS},
-            "set_aside": row["set_aside_date"]
-            and set_aside_item(row["set_aside_date"], row["set_aside"]),
+            "set_aside": newer_set_aside(set_aside, row["ticker"], row["date"]),
             "signal": signal,
         }
         items[row["ticker"]] = orjson.dumps(item)
@@ -241,12 +240,12 @@ def set_aside_item(day: dt.date, reason: str) -> dict:
     return {"date": day, "reason": reason}
 
 
-def newest_set_aside(snapshot: Snapshot, ticker: str, after: dt.date | None) -> dict | None:
-    """The ticker's newest set-aside session after ``after`` (any, when None), or None."""
-    for day, reason in reversed(snapshot.set_aside.get(ticker, ())):
-        if after is None or day > after:
-            return set_aside_item(day, reason)
-        break
+def newer_set_aside(set_aside: Mapping, ticker: str, after: dt.date | None) -> dict | None:
+    """The ticker's newest set-aside session after ``after`` (any, when None), or None:
+    why a latest prediction or an online row is older than the newest session."""
+    sessions = set_aside.get(ticker, ())
+    if sessions and (after is None or sessions[-1][0] > after):
+        return set_aside_item(*sessions[-1])
     return None
 
 
@@ -257,7 +256,7 @@ def with_stored_returns(snapshot: Snapshot, version: str, items: list[dict]) -> 
     for item in items:
         day, ticker = item["feature_date"], item["ticker"]
         item.update(snapshot.returns.get((version, ticker, day), empty))
-        item["set_aside"] = newest_set_aside(snapshot, ticker, day)
+        item["set_aside"] = newer_set_aside(snapshot.set_aside, ticker, day)
     return items
 
 

@@ -46,7 +46,6 @@ RETURN_COLUMNS = list(tables.PREDICTED_RETURN_COLUMNS)
 PREDICTION_COLUMNS = ["ticker", "instrument", "date", "role", "prediction", "lower", "upper"]
 PREDICTION_COLUMNS += ["interval_level", "horizon", "in_universe", "model_name", "model_version"]
 PREDICTION_COLUMNS += ["feature_table_version"]
-SET_ASIDE_COLUMNS = ["set_aside_date", "set_aside"]  # newer bars set aside, and why
 
 
 @dataclass(frozen=True)
@@ -163,12 +162,12 @@ class Outputs:
     ) -> pl.DataFrame:
         """Each ticker's newest ``role`` prediction up to `latest_session` (its own date when it
         did not trade that session), with interval, model, ``thin`` (its session below the
-        signals' floor), the stored returns and prices (`RETURN_COLUMNS`, where stored), the
-        newest bar after its date set aside (``SET_ASIDE_COLUMNS``: why there is no newer one)
-        and (for the champion; null otherwise) the signal of that date."""
+        signals' floor), the stored returns and prices (`RETURN_COLUMNS`, where stored) and
+        (for the champion; null otherwise) the signal of that date. `set_aside` says which
+        newer sessions of a ticker had no prediction, and why."""
         day = self.latest_session()
         if day is None:
-            return _empty([*PREDICTION_COLUMNS, "thin", *SET_ASIDE_COLUMNS, *SIGNAL_COLUMNS])
+            return _empty([*PREDICTION_COLUMNS, "thin", *SIGNAL_COLUMNS])
         frame = self._scan(tables.GOLD_PREDICTIONS).filter(
             pl.col("role") == role, pl.col("date") <= day, pl.col("month") <= f"{day:%Y-%m}"
         )
@@ -176,7 +175,6 @@ class Outputs:
             frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         newest = frame.group_by("ticker").agg(pl.col("date").max())
         rows = frame.join(newest, on=["ticker", "date"]).select(_stored(frame)).collect()
-        rows = self._with_set_aside(rows, day)
         thin = self.thin_sessions(rows["date"].min(), day) if rows.height else None
         thin_days = thin["date"] if thin is not None else pl.Series([], dtype=pl.Date)
         rows = rows.with_columns(thin=pl.col("date").is_in(thin_days.implode()))
@@ -253,26 +251,6 @@ class Outputs:
         if tickers is not None:
             bars = bars.filter(pl.col("ticker").is_in(list(tickers)))
         return bars.select(columns).sort("ticker", "date").collect()
-
-    def _with_set_aside(self, rows: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-        """``rows`` with the newest bar of each instrument after its row's date, up to ``day``,
-        that was set aside (null when none)."""
-        found = self.set_aside(rows["date"].min(), day) if rows.height else None
-        if found is None or found.is_empty():
-            nulls = [pl.lit(None, pl.Date).alias("set_aside_date"), pl.lit(None, pl.String)]
-            return rows.with_columns(nulls[0], nulls[1].alias("set_aside"))
-        newer = (
-            rows.select("instrument", "date")
-            .join(
-                found.select("instrument", set_aside_date="date", reason="set_aside"),
-                on="instrument",
-            )
-            .filter(pl.col("set_aside_date") > pl.col("date"))
-            .sort("set_aside_date")
-            .group_by("instrument", "date")
-            .agg(pl.col("set_aside_date").last(), pl.col("reason").last().alias("set_aside"))
-        )
-        return rows.join(newer, on=["instrument", "date"], how="left")
 
     def tickers(self) -> pl.DataFrame:
         """Every ticker with a stored prediction: ``ticker, instrument, first_date, last_date,
@@ -452,7 +430,7 @@ def _empty(columns: list[str]) -> pl.DataFrame:
     for table in (tables.GOLD_PREDICTIONS, tables.GOLD_SIGNALS, tables.GOLD_BACKTEST):
         known |= dict(table.schema)
     known |= {"first_date": pl.Date, "last_date": pl.Date, "days": pl.Int64}
-    known |= {"set_aside_date": pl.Date, "thin": pl.Boolean}
+    known |= {"thin": pl.Boolean}
     known |= {"rank_ic_nw_t_stat": pl.Float64, "nw_lags": pl.Int64}
     return pl.DataFrame(schema={c: known.get(c, pl.String) for c in columns})
 

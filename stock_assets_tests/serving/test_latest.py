@@ -11,7 +11,7 @@ import orjson
 import polars as pl
 import pytest
 
-from serving.snapshot import Loader, Snapshot, newest_set_aside
+from serving.snapshot import Loader, Snapshot, newer_set_aside
 from stock_assets import tables
 from stock_assets.lake import Lake
 from stock_assets.outputs import Outputs
@@ -100,6 +100,6 @@ def test_a_set_aside_session_is_named_with_its_reason(set_aside_state):
     assert aapl["set_aside"] is None and aapl["date"] == newest.isoformat()
     # on-demand rows of an older session say so too; newer ones do not
     older = dt.date.fromisoformat(adi["date"])
-    assert newest_set_aside(snapshot, "ADI", older) == {"date": newest, "reason": REASON}
-    assert newest_set_aside(snapshot, "ADI", newest) is None
-    assert newest_set_aside(snapshot, "AAPL", older) is None
+    assert newer_set_aside(snapshot.set_aside, "ADI", older) == {"date": newest, "reason": REASON}
+    assert newer_set_aside(snapshot.set_aside, "ADI", newest) is None
+    assert newer_set_aside(snapshot.set_aside, "AAPL", older) is None
