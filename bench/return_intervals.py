@@ -155,7 +155,10 @@ def fold_intervals(
 
 def with_groups(intervals: pl.DataFrame) -> pl.DataFrame:
     """Adds ``month`` and ``volatility_decile`` (1 = calmest tenth of the pooled test rows)."""
-    decile = (pl.col("volatility").rank("ordinal") * 10 / pl.col("volatility").count()).ceil()
+    # ceil(rank * 10 / n) in integers: in floats it put the top row of 30,486 in an 11th
+    rank = pl.col("volatility").rank("ordinal").cast(pl.Int64)
+    count = pl.col("volatility").count().cast(pl.Int64)
+    decile = (rank * 10 + count - 1) // count
     return intervals.filter(pl.col("expected_return").is_finite()).with_columns(
         month=pl.col("date").dt.strftime("%Y-%m"),
         volatility_decile=decile.cast(pl.Int32),
