@@ -48,7 +48,7 @@ from serving.online import from_cache, from_feast
 from serving.service import Service
 from serving.settings import Settings
 from serving.snapshot import PREDICTIONS, set_aside_item, with_stored_returns
-from stock_assets.models.audit import prediction_chain
+from stock_assets.models.audit import VersionGone, prediction_chain
 from stock_assets.outputs import Outputs
 
 log = logging.getLogger("serving")
@@ -361,6 +361,10 @@ def _routes(app: StockApi, service: Service, wrap) -> None:  # noqa: C901 - one 
             chain = await asyncio.to_thread(
                 prediction_chain, outputs.lake, outputs.registry, name, day, role
             )
+        except VersionGone:  # names the table, version and cleanup: logged, not returned
+            log.warning("audit of %s on %s: a recorded version is gone", name, day, exc_info=True)
+            message = f"the recorded inputs of {name} on {day} can no longer be read from the lake"
+            raise ApiError(404, "not_found", message) from None
         except LookupError:
             message = f"no stored {role} prediction for {name} on {day}"
             raise ApiError(404, "not_found", message) from None

@@ -73,8 +73,7 @@ def metadata(summary: dict) -> dict:
         "return_quantiles (per unit of scale)": summary["quantiles"],
         "return_scale": f"{summary['scale']}: exp({summary['scale_c']:.3f}) * "
         f"sigma^{summary['scale_d']:.3f}",
-        "return_calibration_dates": f"{summary['calibration_start']}.."
-        f"{summary['calibration_end']}",
+        "return_calibration_dates": f"{summary['calibration_start']}..{summary['calibration_end']}",
         "return_labels_known_until": summary["labels_known_until"],
         "return_recalibration": f"{summary['recalibration']}, latest "
         f"{summary['calibration_sessions']} sessions of known labels",
