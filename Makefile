@@ -15,16 +15,22 @@ install: $(UV)
 run: install
 	$(VENV)/bin/stock-assets up
 
-# Debian packages the suite drives: chromium (the app's browser test) and wrk (API load bench)
+# Debian packages the suite drives: chromium (the app's browser test), wrk (API load bench),
+# prometheus with promtool and prometheus-alertmanager (the alert rules and the dashboard's series,
+# proven on a real Prometheus); the services are not started (the tests start their own).
+SYSTEM_COMMANDS := chromium wrk prometheus promtool prometheus-alertmanager
 system-packages:
-	@command -v chromium >/dev/null && command -v wrk >/dev/null || { \
+	@for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium wrk; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			chromium wrk prometheus prometheus-alertmanager; }
 
 test: install system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
 lint: install

@@ -4,7 +4,8 @@ Each session ranks the champion's predictions over that day's universe (index me
 prediction) and goes long the top k and short the bottom k, equal weight, +1/k and -1/k of
 capital; the rest get side "none" and weight 0. With fewer than 2k names, k shrinks to half of
 them. This is the platform's one ranking rule: `gold/backtest` trades these stored rows, and the
-evaluation's books call `position_weights`.
+evaluation's books call the same
+function (`stock_assets.models.ranking.position_weights`).
 
 A session whose cross-section is thin is not ranked at all: fewer names than ``min_names`` or
 than ``min_universe_share`` of that day's index members (silver/universe) give no signal rows,
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from stock_assets import tables
 from stock_assets.models.challenger import MODELS_GROUP
+from stock_assets.models.ranking import position_weights
 from stock_assets.partitions import run_dates, trading_day_partitions
 from stock_assets.resources.lake import LakeResource
 from stock_assets.table_assets import table_asset, table_key
@@ -37,36 +39,6 @@ class SignalConfig(dg.Config):
     # a session ranks at least this many names, and at least this share of the day's members
     min_names: int = _from_env("STOCK_SIGNALS_MIN_NAMES", "50", int)
     min_universe_share: float = _from_env("STOCK_SIGNALS_MIN_UNIVERSE_SHARE", "0.5", float)
-
-
-def position_weights(frame: pl.DataFrame, top_k: int, prediction: str = "prediction"):
-    """Per date, rank (1 = highest ``prediction``; ties by instrument), k, side and signed
-    weight of every row with a prediction: the ranking rule, on any frame with ``date,
-    instrument`` and ``prediction``."""
-    rows = frame.filter(pl.col(prediction).is_not_null()).sort("date", "instrument")
-    count = pl.len().over("date")
-    k = pl.min_horizontal(pl.lit(top_k), count // 2)
-    rank = pl.col(prediction).rank("ordinal", descending=True).over("date").cast(pl.Int32)
-    side = (
-        pl.when((rank <= k) & (k > 0))
-        .then(pl.lit("long"))
-        .when((rank > count - k) & (k > 0))
-        .then(pl.lit("short"))
-        .otherwise(pl.lit("none"))
-    )
-    weight = (
-        pl.when(pl.col("side") == "long")
-        .then(1.0 / pl.col("k"))
-        .when(pl.col("side") == "short")
-        .then(-1.0 / pl.col("k"))
-        .otherwise(0.0)
-    )
-    return (
-        rows.with_columns(rank=rank, k=k, names=count)
-        .with_columns(side=side)
-        .with_columns(weight=weight)
-        .sort("date", "rank")
-    )
 
 
 def champion_members(predictions: pl.DataFrame) -> pl.DataFrame:

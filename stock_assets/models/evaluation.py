@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
+from stock_assets.models.ranking import position_weights  # the one ranking rule
+
 TRADING_DAYS = 252
 BUY_COST = 5e-4  # 5 bp of the traded value on buys
 SELL_COST = 15e-4  # 15 bp on sells (commission plus stamp duty / fees on the sell side)
@@ -341,15 +343,13 @@ def portfolio_returns(
     costs: CostModel | None = None,
 ) -> pl.DataFrame:
     """`book_returns` of the signals' ranking rule on ``prediction`` (top k long, bottom k
-    short, `gold.signals.position_weights`), plus ``benchmark``: `buy_and_hold_returns` of
+    short, `models.ranking.position_weights`), plus ``benchmark``: `buy_and_hold_returns` of
     every instrument of the first date on closes compounded from ``realised`` (from returns
     alone a missing one ends the holding: the stock sits in cash from there).
 
     ``frame``: one row per (instrument, date) of the universe with ``prediction`` and the
     realised 1-session forward return ``realised``.
     """
-    from stock_assets.gold.signals import position_weights  # the one ranking rule
-
     ranked = position_weights(frame, k, prediction)
     daily = book_returns(ranked, "weight", realised, costs)
     dates, _, returns = _wide(frame, realised)
