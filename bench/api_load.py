@@ -359,6 +359,31 @@ def per_request(result: dict) -> float | None:
     return result["server_cpu_percent"] / 100 / result["throughput"] * 1e6
 
 
+def tail_ratios(results: list[dict]) -> list[str]:
+    """Each round's p99 over the bare endpoint's p99 at the same rate in the same round (the
+    rounds run every scenario in turn), and on-demand's over the bare median at its rate."""
+    fixed = [r for r in results if r["tool"] == "openloop" and r["p99_ms"]]
+    bare: dict[int, list[float]] = {}
+    for r in fixed:
+        if r["scenario"] == "bare":
+            bare.setdefault(r["target_rate"], []).append(r["p99_ms"])
+    lines = []
+    for scenario in ("latest-1", "latest-50"):
+        for rate, denominators in bare.items():
+            p99 = [
+                r["p99_ms"] for r in fixed if r["scenario"] == scenario and r["target_rate"] == rate
+            ]
+            ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(p99, denominators, strict=False))
+            if ratios:
+                lines.append(f"- {scenario} p99 / bare p99 at {rate}/s, per round: {ratios}")
+    for r in fixed:
+        if r["scenario"] == "on-demand cached" and bare.get(r["target_rate"]):
+            rate = r["target_rate"]
+            ratio = r["p99_ms"] / statistics.median(bare[rate])
+            lines.append(f"- on-demand cached p99 / bare median p99 at {rate}/s: {ratio:.2f}")
+    return ["\np99 ratios:", *lines] if lines else []
+
+
 def report(results: list[dict], args) -> None:
     lines = [
         "| scenario | tool | target req/s | throughput req/s | p50 ms | p99 ms | p99.9 ms | "
@@ -389,6 +414,7 @@ def report(results: list[dict], args) -> None:
                 f"- {scenario} at {rate}/s: {statistics.median(p99):.2f} "
                 f"({min(p99):.2f}-{max(p99):.2f})"
             )
+    lines += tail_ratios(results)
     maxima = {r["scenario"]: r["throughput"] for r in results if r["target_rate"] == "max"}
     if maxima.get("bare"):
         for scenario in ("latest-1", "latest-50"):

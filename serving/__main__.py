@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import uvicorn
 
+from serving.api import create_app
 from serving.settings import Settings
 
 
@@ -17,16 +17,19 @@ def main() -> None:
     # worker thread; hand the GIL back to the event loop after 1 ms instead of 5 ms, so a poll
     # delays requests by at most that much at a time.
     sys.setswitchinterval(0.001)
+    # one process: the app built from these settings (read once); several workers each build
+    # their own from the environment (uvicorn imports the factory in each)
+    app = create_app(settings) if settings.workers == 1 else "serving.api:create_app"
     uvicorn.run(
-        "serving.api:create_app",
-        factory=True,
+        app,
+        factory=settings.workers > 1,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
         access_log=settings.access_log,
-        log_level=os.environ.get("STOCK_API_LOG_LEVEL", "info"),
+        log_level=settings.log_level,
         server_header=False,
         timeout_graceful_shutdown=10,
     )

@@ -1,18 +1,20 @@
-"""The API's contract around the endpoints: error shapes and handlers, the parameters read by
-hand on the hot path, ticker validation, the OpenAPI security scheme, and audit serialisation.
-Kept apart from `serving.api` so the routes read as a list of endpoints."""
+"""The API's contract around the endpoints: error shapes and their handlers (one 422 shape,
+with ``detail``, whichever path raised it), the hot paths' query and body parsing with the same
+pydantic models as the routes, ticker validation, and audit serialisation. Kept apart from the
+routers so they read as lists of endpoints."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from typing import Annotated
 from urllib.parse import parse_qsl
 
 import orjson
 import polars as pl
-from fastapi import FastAPI, Path, Request
+from fastapi import Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from serving import schemas as s
-from serving.gate import PUBLIC, BodyTooLarge
+from serving.gate import BodyTooLarge
 
 JSON = "application/json"
 TickerPath = Annotated[str, Path(pattern=s.TICKER_PATTERN, description="e.g. AAPL")]
@@ -37,23 +39,6 @@ ERRORS = {
     503: {"model": s.Error, "description": "no snapshot loaded yet"},
 }
 
-LATEST_PARAMETERS = [
-    {
-        "name": "tickers",
-        "in": "query",
-        "required": False,
-        "description": "comma-separated tickers (at most STOCK_API_MAX_TICKERS); all when omitted",
-        "schema": {"type": "string", "maxLength": 2000},
-    },
-    {
-        "name": "role",
-        "in": "query",
-        "required": False,
-        "description": "whose stored predictions: the champion's or the challenger's (shadow)",
-        "schema": {"type": "string", "enum": ["champion", "challenger"], "default": "champion"},
-    },
-]
-
 
 class ApiError(Exception):
     """An answer other than 200, as ``{"error": code, "message": message}``."""
@@ -66,50 +51,69 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
     return Response(orjson.dumps(payload), status, headers, media_type=JSON)
 
 
-def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError):
-        return json_response({"error": error.code, "message": error.message}, error.status)
+async def api_error(request: Request, error: ApiError) -> Response:
+    return json_response({"error": error.code, "message": error.message}, error.status)
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, error: BodyTooLarge):
-        return json_response({"error": "body_too_large", "message": str(error)}, 413)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
-        detail = [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in error.errors()
-        ]
-        message = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail)
-        return json_response(
-            {"error": "validation_error", "message": message, "detail": detail}, 422
-        )
+async def too_large(request: Request, error: BodyTooLarge) -> Response:
+    return json_response({"error": "body_too_large", "message": str(error)}, 413)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
-        if isinstance(error.__cause__, BodyTooLarge):  # FastAPI wraps what reading the body raised
-            return await too_large(request, error.__cause__)
-        if error.status_code == 400:  # a body FastAPI could not decode: invalid input too
-            message = f"body: {error.detail}"
-            return json_response({"error": "validation_error", "message": message}, 422)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        headers = dict(error.headers or {})
-        if error.status_code == 405:  # Starlette names the first matching route's methods only
-            headers["Allow"] = allowed_methods(request)
-        body = {"error": code, "message": str(error.detail)}
-        return json_response(body, error.status_code, headers or None)
+
+async def invalid(request: Request, error: RequestValidationError) -> Response:
+    return validation_answer(error.errors())
+
+
+def validation_answer(errors) -> Response:
+    """The one 422: ``{"error": "validation_error", "message", "detail": [{loc, msg, type}]}``."""
+    detail = [
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
+    ]
+    message = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail)
+    return json_response({"error": "validation_error", "message": message, "detail": detail}, 422)
+
+
+async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+    if isinstance(error.__cause__, BodyTooLarge):  # FastAPI wraps what reading the body raised
+        return await too_large(request, error.__cause__)
+    if error.status_code == 400:  # a body FastAPI could not decode: invalid input too
+        return validation_answer([{"loc": ("body",), "msg": error.detail, "type": "json_invalid"}])
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    headers = dict(error.headers or {})
+    if error.status_code == 405:  # Starlette names the first matching route's methods only
+        headers["Allow"] = allowed_methods(request)
+    body = {"error": code, "message": str(error.detail)}
+    return json_response(body, error.status_code, headers or None)
+
+
+HANDLERS = {
+    ApiError: api_error,
+    BodyTooLarge: too_large,
+    RequestValidationError: invalid,
+    StarletteHTTPException: http_error,
+}
+
+
+def invalid_input(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 found after the framework's own validation (ticker lists, date ranges)."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def allowed_methods(request: Request) -> str:
     """Every method some route of this path answers; HEAD wherever GET (the gate serves it)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _routes(request.app.router.routes):
         if route.matches(request.scope)[0] != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+def _routes(routes):
+    """The routes, those of included routers (no prefixes here) in place of the router."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from _routes(included.routes) if included is not None else (route,)
 
 
 class JsonCors(CORSMiddleware):
@@ -127,18 +131,17 @@ class JsonCors(CORSMiddleware):
         return json_response(body, answer.status_code, headers)
 
 
-def tickers_of(raw: list[str] | str, service, snapshot) -> list[str]:
+def tickers_of(raw: list[str] | str, service, snapshot, loc=("query", "tickers")) -> list[str]:
     """Upper-cased, de-duplicated tickers; 422 when malformed or too many, 404 when unknown."""
     items = raw.split(",") if isinstance(raw, str) else raw
     names = list(dict.fromkeys(t.strip().upper() for t in items if t.strip()))
     if not names:
-        raise ApiError(422, "validation_error", "tickers: give at least one ticker")
+        raise invalid_input(loc, "give at least one ticker")
     if len(names) > service.settings.max_tickers:
-        limit = service.settings.max_tickers
-        raise ApiError(422, "validation_error", f"tickers: at most {limit} per request")
+        raise invalid_input(loc, f"at most {service.settings.max_tickers} per request")
     bad = [t for t in names if not s.re_ticker.match(t)]
     if bad:
-        raise ApiError(422, "validation_error", f"tickers: malformed {', '.join(bad[:5])}")
+        raise invalid_input(loc, f"malformed {', '.join(bad[:5])}")
     unknown = [t for t in names if t not in snapshot.tickers]
     if unknown:
         raise ApiError(404, "unknown_ticker", f"no predictions for {', '.join(unknown[:10])}")
@@ -154,28 +157,33 @@ def query_items(raw: bytes) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in (p.partition("=") for p in text.split("&") if p)]
 
 
-def latest_query(query_string: bytes) -> tuple[str | None, str]:
-    """``tickers`` and ``role`` from the query string, validated as LATEST_PARAMETERS says."""
-    tickers, role = None, "champion"
-    for name, value in query_items(query_string):
-        if name == "tickers":
-            if len(value) > 2000:
-                raise ApiError(422, "validation_error", "tickers: at most 2000 characters")
-            tickers = value if tickers is None else f"{tickers},{value}"
-        elif name == "role":
-            if value not in ("champion", "challenger"):
-                raise ApiError(422, "validation_error", "role: champion or challenger")
-            role = value
-    return tickers, role
+def latest_query(query_string: bytes) -> s.LatestQuery:
+    """The latest route's query model from the raw query string (the last of a repeated name,
+    as FastAPI reads it), with FastAPI's 422 on failure."""
+    return _validated(s.LatestQuery.model_validate, dict(query_items(query_string)), "query")
 
 
 def on_demand_payload(body: bytes) -> s.OnDemandRequest:
-    """The on-demand request body, validated as FastAPI would (same 422 on failure)."""
+    """The on-demand request body, decoded and validated as FastAPI does (its 422s, word for
+    word: pydantic's python-mode messages after a stdlib JSON decode)."""
+    if not body:
+        error = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([error])
     try:
-        return s.OnDemandRequest.model_validate_json(body)
+        raw = json.loads(body)
+    except json.JSONDecodeError as e:
+        error = {"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error"}
+        raise RequestValidationError([{**error, "input": {}, "ctx": {"error": e.msg}}]) from None
+    validate = functools.partial(s.OnDemandRequest.model_validate, from_attributes=True)
+    return _validated(validate, raw, "body")  # from_attributes: as FastAPI validates a body
+
+
+def _validated(validate, raw, where: str):
+    try:
+        return validate(raw)
     except ValidationError as error:
         raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+            [{**e, "loc": (where, *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
 
 
@@ -190,7 +198,7 @@ def ready_snapshot(service):
 def check_range(start: dt.date | None, end: dt.date | None) -> None:
     """422 for an empty range (start after end)."""
     if start and end and start > end:
-        raise ApiError(422, "validation_error", f"start {start} is after end {end}")
+        raise invalid_input(("query", "start"), f"{start} is after end {end}")
 
 
 def chain_json(chain) -> dict:
@@ -211,23 +219,3 @@ def chain_json(chain) -> dict:
         "bronze_bars": rows(chain.bronze_bars),
         "kafka": rows(chain.kafka),
     }
-
-
-def openapi_with_keys(app: FastAPI) -> dict:
-    """The generated schema plus the API-key scheme on every non-public operation."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    schema["info"]["description"] = app.description
-    components = schema.setdefault("components", {})
-    components["securitySchemes"] = {
-        "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    }
-    for path, operations in schema["paths"].items():
-        for operation in operations.values():
-            if path == "/health/ready":  # open; a key adds the detail
-                operation["security"] = [{}, {"ApiKey": []}]
-            elif path not in PUBLIC:
-                operation["security"] = [{"ApiKey": []}]
-    app.openapi_schema = schema
-    return schema

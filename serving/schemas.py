@@ -195,6 +195,20 @@ class Explanation(Why):
     session: SessionStatus
 
 
+class LatestQuery(BaseModel):
+    """The latest route's query: FastAPI validates it on the route, the hot path with the same
+    model (`serving.contract.latest_query`)."""
+
+    tickers: str | None = Field(
+        None,
+        max_length=2000,
+        description="comma-separated tickers (at most STOCK_API_MAX_TICKERS); all when omitted",
+    )
+    role: Role = Field(
+        "champion", description="whose stored predictions: the champion's or the challenger's"
+    )
+
+
 class OnDemandRequest(BaseModel):
     tickers: list[Ticker] = Field(min_length=1, description="tickers to score now")
     source: Literal["cache", "feast"] = Field(

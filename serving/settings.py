@@ -68,7 +68,8 @@ class Settings:
     anonymous_rate_per_s: float = 5.0  # requests without a valid key, per client address
     anonymous_burst: int = 10
     metrics_port: int | None = None  # /metrics on this port only (internal), not the API's
-    fast_lanes: bool = True  # serve latest and on-demand before FastAPI's layers (serving.lane)
+    hot_paths: bool = True  # latest and on-demand answered by serving.hot, not FastAPI's router
+    log_level: str = "info"  # uvicorn's and the service's
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -117,7 +118,8 @@ class Settings:
                 env.get("STOCK_API_ANONYMOUS_RATE_BURST", max(1, int(anonymous * 2)))
             ),
             metrics_port=metrics_port,
-            fast_lanes=_flag(env.get("STOCK_API_FAST_LANES", "1")),
+            hot_paths=_flag(env.get("STOCK_API_HOT_PATHS", "1")),
+            log_level=env.get("STOCK_API_LOG_LEVEL", cls.log_level).lower(),
         )
 
 

@@ -241,8 +241,10 @@ def test_invalid_requests_are_422_with_a_message(api, method, path, payload, fra
     with api.client() as client:
         answer = client.request(method.upper(), path, json=payload)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["error"] == "validation_error"
-    assert fragment in answer.json()["message"]
+    body = answer.json()
+    assert body["error"] == "validation_error"
+    assert fragment in body["message"]
+    assert body["detail"] and all(d["loc"] and d["msg"] for d in body["detail"])  # one shape
 
 
 def test_unknown_tickers_are_404(api):

@@ -1,6 +1,6 @@
 """Nothing for strangers, on real uvicorn servers: each refusal is checked on the server with
-its fast lanes (the package's `api`) and on one serving every path through FastAPI's stack
-(`STOCK_API_FAST_LANES=0`, with /metrics on an internal port).
+its hot paths (the package's `api`) and on one serving every path through FastAPI's router
+(`STOCK_API_HOT_PATHS=0`, with /metrics on an internal port).
 
 Without a valid key an answer names neither the data nor the models, readiness is a status,
 refusals are limited per client address, and every refusal is the same JSON shape (a foreign
@@ -19,23 +19,23 @@ from stock_assets_tests.serving.conftest import ADMIN, ORIGIN, READER, key_setti
 
 pytestmark = pytest.mark.timeout(900)
 TOLD = ("x-data-date", "x-model-version", "x-challenger-version")
-LATEST = "/v1/predictions/latest?tickers=AAPL"  # a fast lane on the `api` server
+LATEST = "/v1/predictions/latest?tickers=AAPL"  # a hot path on the `api` server
 
 
 @pytest.fixture(scope="module")
 def framework(delivered, tmp_path_factory):
     """The same state behind FastAPI's stack only, metrics on their own port."""
     metrics_port = free_port()
-    env = {**delivered.env, **key_settings(), "STOCK_API_FAST_LANES": "0"}
+    env = {**delivered.env, **key_settings(), "STOCK_API_HOT_PATHS": "0"}
     env |= {"STOCK_API_METRICS_PORT": str(metrics_port), "STOCK_API_POLL_SECONDS": "2"}
     for server in running(env, tmp_path_factory.mktemp("framework") / "api.log"):
         server.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         yield server
 
 
-@pytest.fixture(params=["lanes", "framework"])
+@pytest.fixture(params=["hot", "framework"])
 def server(request):
-    return request.getfixturevalue("api" if request.param == "lanes" else "framework")
+    return request.getfixturevalue("api" if request.param == "hot" else "framework")
 
 
 def told(answer: httpx.Response) -> set[str]:

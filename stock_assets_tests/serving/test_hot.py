@@ -1,5 +1,7 @@
-"""The fast lanes answer exactly what FastAPI's routes of the same paths answer: bodies,
-statuses, error shapes (an oversized body included), gate and CORS headers, the metrics label."""
+"""The hot paths (`serving.hot.HotPaths`, the last of the app's one middleware list) answer
+exactly what FastAPI's routes of the same paths answer: bodies, statuses, error bodies (the
+same pydantic models, so the same 422 ``detail``; an oversized body included), gate and CORS
+headers, the metrics label."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from fastapi.testclient import TestClient
 from starlette.datastructures import QueryParams
 
 from serving.api import create_app
-from serving.contract import query_items
+from serving.contract import JsonCors, query_items
+from serving.gate import Gate
+from serving.hot import HotPaths
 from serving.settings import Settings
 from stock_assets_tests.serving.conftest import LIMITED, ORIGIN, READER, key_settings
 
@@ -52,6 +56,24 @@ def serve(app):
         yield app, client
 
 
+def hot_paths(app) -> HotPaths:
+    """The built stack's hot-path layer (walked from the outermost)."""
+    layer = app.middleware_stack
+    while not isinstance(layer, HotPaths):
+        layer = layer.app
+    return layer
+
+
+def through_routes(app, run):
+    """``run()`` with the hot paths emptied: every request goes to FastAPI's router."""
+    hot = hot_paths(app)
+    paths, hot.paths = hot.paths, {}
+    try:
+        return run()
+    finally:
+        hot.paths = paths
+
+
 def answers(client) -> list[tuple]:
     out = []
     for method, path, params, body, secret in REQUESTS:
@@ -65,28 +87,47 @@ def answers(client) -> list[tuple]:
     return out
 
 
-def test_lanes_answer_as_the_framework_routes_do(app_client):
-    app, client = app_client
-    assert set(app.lanes) == {
+def test_one_middleware_list_cors_then_gate_then_hot_paths(app_client):
+    app, _ = app_client
+    assert [m.cls for m in app.user_middleware] == [JsonCors, Gate, HotPaths]
+    assert set(hot_paths(app).paths) == {
         ("GET", "/v1/predictions/latest"),
         ("POST", "/v1/predictions/on-demand"),
     }
-    through_lanes = answers(client)
-    lanes, app.lanes = app.lanes, {}
-    try:
-        through_routes = answers(client)
-    finally:
-        app.lanes = lanes
+
+
+def test_hot_paths_answer_as_the_framework_routes_do(app_client):
+    app, client = app_client
+    hot = answers(client)
+    routed = through_routes(app, lambda: answers(client))
     statuses = [200, 200, 404, 422, 422, 401, 401, 200, 404, 422, 422, 413]
-    assert [a[0] for a in through_lanes] == statuses
-    for lane, route, request in zip(through_lanes, through_routes, REQUESTS, strict=True):
-        assert lane[0] == route[0], request
-        assert lane[2] == route[2], request  # gate, CORS and model headers alike
-        if lane[0] == 200:
-            assert lane[1] == route[1], request
-        else:  # same error code; FastAPI and pydantic may word a 422 in its own order
-            assert lane[1]["error"] == route[1]["error"], request
-    assert through_lanes[0][2]["access-control-allow-origin"] == ORIGIN
+    assert [a[0] for a in hot] == statuses
+    for fast, route, request in zip(hot, routed, REQUESTS, strict=True):
+        assert fast[0] == route[0], request
+        assert fast[2] == route[2], request  # gate, CORS and model headers alike
+        assert fast[1] == route[1], request  # bodies, 422 detail included
+        if fast[0] == 422:
+            assert fast[1]["detail"] and all(d["loc"] for d in fast[1]["detail"]), request
+    assert hot[0][2]["access-control-allow-origin"] == ORIGIN
+    assert hot[4][1]["detail"][0]["loc"] == ["query", "role"]
+
+
+def test_undecodable_bodies_answer_as_the_routes_do(app_client):
+    app, client = app_client
+    headers = {"X-API-Key": READER, "Content-Type": "application/json"}
+
+    def send() -> list[tuple]:
+        replies = [
+            client.post("/v1/predictions/on-demand", content=body, headers=headers)
+            for body in (b"", b'{"tickers": ["AAPL"', b"[1]")
+        ]
+        return [(r.status_code, r.json()) for r in replies]
+
+    hot = send()
+    assert hot == through_routes(app, send)
+    assert [status for status, _ in hot] == [422, 422, 422]
+    kinds = [body["detail"][0]["type"] for _, body in hot]
+    assert kinds == ["missing", "json_invalid", "model_attributes_type"]
 
 
 def test_a_chunked_body_over_the_limit_is_refused_on_both_paths(app_client):
@@ -102,14 +143,10 @@ def test_a_chunked_body_over_the_limit_is_refused_on_both_paths(app_client):
         return reply.status_code, reply.json()["error"]
 
     assert send() == (413, "body_too_large")
-    lanes, app.lanes = app.lanes, {}
-    try:
-        assert send() == (413, "body_too_large")
-    finally:
-        app.lanes = lanes
+    assert through_routes(app, send) == (413, "body_too_large")
 
 
-def test_lane_requests_are_counted_under_their_route(app_client):
+def test_hot_requests_are_counted_under_their_route(app_client):
     app, client = app_client
     metric = 'stock_api_requests_total{route="/v1/predictions/latest",status="200"}'
 
