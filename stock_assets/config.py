@@ -43,7 +43,7 @@ def market_bars_partitions() -> int:
     return int(os.environ.get("STOCK_MARKET_TOPIC_PARTITIONS", "6"))
 
 
-REPLAY_DATASETS_DEFAULT = "sp500_2009,us_megacaps_2000"
+REPLAY_DATASETS_DEFAULT = "sp500_2009"  # one price source per ticker, a full last session
 
 
 def replay_datasets(names: str | None = None) -> list[str]:

@@ -111,15 +111,18 @@ def start_app(env: Mapping[str, str], port: int, ui_port: int, state: Path) -> s
     )  # fmt: skip
 
 
-def wait_until_answering(url: str, process: subprocess.Popen, timeout_s: float = 120) -> bool:
-    """True once ``url`` answers below 500; False if the process died or time ran out."""
+def wait_until_answering(
+    url: str, process: subprocess.Popen, timeout_s: float = 120, ready: bool = False
+) -> bool:
+    """True once ``url`` answers below 500 (200 when ``ready``: a readiness probe answers 503
+    until it is); False if the process died or time ran out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status < 500
         except urllib.error.HTTPError as error:
-            if error.code < 500:
+            if error.code < 500 and not ready:
                 return True
         except OSError:
             pass
@@ -132,16 +135,33 @@ def ports() -> tuple[int, int]:
     return int(os.environ.get("STOCK_API_PORT", 8000)), int(os.environ.get("STOCK_APP_PORT", 8501))
 
 
-def start_delivery(env: Mapping[str, str], state: Path, ui_port: int):
-    """Start the API and the app and wait until both answer: (api, app, (api_port, app_port))."""
+def start_delivery(env: Mapping[str, str], state: Path, ui_port: int, wait: bool = True):
+    """Start the API and the app: (api, app, (api_port, app_port)). ``wait`` waits until both
+    answer; `make run` starts them next to Dagster and waits once its models are trained."""
     api_port, app_port = ports()
     api = start_api(api_env(env, local_api_key(state), api_port), state)
     app = start_app(env, app_port, ui_port, state)
-    for name, url, process in (
+    if wait:
+        wait_for_delivery(api, app, (api_port, app_port), state)
+    return api, app, (api_port, app_port)
+
+
+def wait_for_delivery(
+    api, app, delivery_ports: tuple[int, int], state: Path, expect_ready: bool = False
+) -> None:
+    """Wait until the API and the app answer and, with ``expect_ready`` (a champion and
+    predictions are stored), until the API's first snapshot holds them; prints each."""
+    api_port, app_port = delivery_ports
+    probes = [
         ("API", f"http://127.0.0.1:{api_port}/health/live", api),
         ("app", f"http://127.0.0.1:{app_port}/_stcore/health", app),
-    ):
-        if not wait_until_answering(url, process):
-            log = log_path(state, name.lower())
-            print(f"{name} did not answer on {url}; see {log}", flush=True)
-    return api, app, (api_port, app_port)
+    ]
+    if expect_ready:
+        probes.append(("API", f"http://127.0.0.1:{api_port}/health/ready", api))
+    for name, url, process in probes:
+        if wait_until_answering(url, process, ready=url.endswith("/ready")):
+            print(f"{name} answers on {url}", flush=True)
+        else:
+            print(
+                f"{name} did not answer on {url}; see {log_path(state, name.lower())}", flush=True
+            )

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -27,13 +26,18 @@ from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.replay import replay, select_bars
 from stock_assets.feast import feature_store as fs
 from stock_assets.feast.daily_features_online import FEAST_ASSETS
+from stock_assets.local_backfills import (
+    CATCH_UP_TIMEOUT_S,
+    backfill_history,
+    recompute_features_without_context,
+    wait_for_backfill,
+    wait_for_webserver,
+)
 from stock_assets.partitions import range_tags
 from stock_assets.resources.broker import EmbeddedBroker, ensure_topic, stop_process_group
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.kafka import KafkaResource
 from stock_assets.resources.lake import LakeResource
-
-CATCH_UP_TIMEOUT_S = 3600
 
 
 def _interrupt(signum, _frame) -> None:
@@ -134,98 +138,13 @@ def _wait_for_pipeline(
         filled = behind == 0 and bronze and silver >= bronze and adjusted >= silver <= features
         if filled and online == tickers:
             return True
-        time.sleep(10)
+        time.sleep(PROGRESS_EVERY_S)
     print(
         f"  still catching up after {CATCH_UP_TIMEOUT_S // 60} minutes; the runs go on: watch "
         "them in the UI (Dagster's bookkeeping of a many-year first range is slow)",
         flush=True,
     )
     return False
-
-
-BACKFILL_MUTATION = """
-mutation Backfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-    ... on PartitionSetNotFoundError { message }
-  }
-}"""
-BACKFILL_STATUS_QUERY = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
-}"""
-
-
-def _graphql(ui_port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{ui_port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["data"]
-
-
-def _wait_for_webserver(ui_port: int, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/server_info", timeout=5):
-                return
-        except OSError:
-            time.sleep(2)
-    raise TimeoutError(f"Dagster webserver on port {ui_port} did not answer in {timeout_s}s")
-
-
-def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
-    """Launch the history of ``asset_keys`` as a Dagster backfill (the UI's "Materialize all")."""
-    params = {
-        "assetSelection": [{"path": list(key.path)} for key in asset_keys],
-        "allPartitions": True,
-        "title": title,
-    }
-    launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        print(f"  backfill not launched: {launched}", flush=True)
-        return None
-    backfill_id = launched["backfillId"]
-    print(f"  backfill {backfill_id}: {title}", flush=True)
-    return backfill_id
-
-
-def recompute_features_without_context(ui_port: int, lake: LakeResource):
-    """Features a chain run computed before the alternative data landed have no universe
-    (``in_universe`` null): recompute their sessions as one single-run backfill; returns the
-    backfill id and the sessions' range (None when there is nothing to recompute)."""
-    if not lake.exists(tables.GOLD_DAILY_FEATURES):
-        return None
-    missing = (
-        lake.scan(tables.GOLD_DAILY_FEATURES)
-        .filter(pl.col("in_universe").is_null())
-        .select(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"))
-        .collect()
-    )
-    first, last = missing.row(0)
-    if first is None:
-        return None
-    params = {
-        "partitionsByAssets": [
-            {
-                "assetKey": {"path": tables.GOLD_DAILY_FEATURES.key_path},
-                "partitions": {"range": {"start": str(first), "end": str(last)}},
-            }
-        ],
-        "title": "make run: features again, now with their context",
-    }
-    launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        print(f"  backfill not launched: {launched}", flush=True)
-        return None
-    print(f"  backfill {launched['backfillId']}: features {first}..{last} with context", flush=True)
-    return launched["backfillId"], first, last
 
 
 RUNS_LOG = "runs"  # what the runs executed in this process log, under <state>/logs
@@ -247,17 +166,6 @@ def refresh_feast(first: dt.date, last: dt.date) -> None:
             raise_on_error=False,
         )
         say(f"  Feast store: {'reloaded' if result.success else 'reload failed, see the UI'}")
-
-
-def wait_for_backfill(ui_port: int, backfill_id: str) -> None:
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-    status = "REQUESTED"
-    while status == "REQUESTED" and time.monotonic() < deadline:
-        time.sleep(10)
-        status = _graphql(ui_port, BACKFILL_STATUS_QUERY, {"id": backfill_id})[
-            "partitionBackfillOrError"
-        ]["status"]
-        print(f"  backfill {backfill_id}: {status}", flush=True)
 
 
 def online_store_status(lake: LakeResource) -> tuple[int, int, dt.date | None, str]:
@@ -322,6 +230,14 @@ def _altdata_keys() -> list:
     )
 
 
+# Dagster on SQLite writes one "planned" event per partition per asset for a single-run
+# backfill, each its own commit; with this it writes one per asset and run (the partition range
+# inside it). The consequence: a run that fails no longer marks its partitions failed (they stay
+# missing, the run shows failed); materialized partitions show as before. An operator's value wins.
+BOOKKEEPING_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+PROGRESS_EVERY_S = 5
+
+
 def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> int:
     """``datasets`` None means ``STOCK_REPLAY_DATASETS``; an unknown name fails before any start."""
     datasets = config.replay_datasets(",".join(datasets) if datasets else None)
@@ -329,6 +245,9 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
     stop_on_signals()
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
+    # one planned event per asset and run, not one per partition: see BOOKKEEPING_ENV
+    for name, value in BOOKKEEPING_ENV.items():
+        os.environ.setdefault(name, value)
     env = dict(os.environ)
     os.environ["DAGSTER_HOME"] = str(_prepare_dagster_home())  # this process records runs too
     orphaned = fail_orphaned_runs(dg.DagsterInstance.get())
@@ -364,6 +283,8 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
              "-h", "127.0.0.1", "-p", str(ui_port)],
             env, state, "dagster",
         )  # fmt: skip
+        # next to Dagster: their start-up overlaps the pipeline; they load what lands on their own
+        api, app, delivery_ports = services.start_delivery(env, state, ui_port, wait=False)
         print(
             f"Dagster UI and daemon starting on http://127.0.0.1:{ui_port} "
             f"(their log: {state / 'logs' / 'dagster.log'})",
@@ -374,7 +295,7 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             print("alternative data already in the lake: not backfilling again", flush=True)
         else:  # first, so features computed from the bars find their context
             print("alternative data (macro, news, earnings, membership): backfilling history")
-            _wait_for_webserver(ui_port)
+            wait_for_webserver(ui_port)
             backfill = backfill_history(ui_port, altdata, "make run: history of alternative data")
         print("sensors ingest the topic into bronze, then build silver and features:", flush=True)
         caught_up = _wait_for_pipeline(kafka, lake, topic, dagster)
@@ -386,15 +307,19 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
                 wait_for_backfill(ui_port, backfill_id)
                 refresh_feast(first, last)
         print(online_store_summary(lake), flush=True)
+        trained = ""
         if caught_up:
-            print(train_first_champion(), flush=True)
+            trained = train_first_champion()
+            print(trained, flush=True)
         else:
             print(
                 "models: not trained yet (features still building); once they are, "
                 "materialize models/challenger + models/champion for a month from the UI",
                 flush=True,
             )
-        api, app, (api_port, app_port) = services.start_delivery(env, state, ui_port)
+        expect_ready = trained.startswith("models: champion")
+        services.wait_for_delivery(api, app, delivery_ports, state, expect_ready=expect_ready)
+        api_port, app_port = delivery_ports
         print(
             f"\nready. Dagster UI: http://127.0.0.1:{ui_port}  (assets, runs, sensors, checks)\n"
             f"API: http://127.0.0.1:{api_port}/docs  (header X-API-Key: the secret in "

@@ -163,7 +163,7 @@ def test_amzn_2001_04_09_jump_is_a_reviewed_genuine_move(tmp_path):
 
 def test_replay_datasets_setting(monkeypatch):
     monkeypatch.delenv("STOCK_REPLAY_DATASETS", raising=False)
-    assert config.replay_datasets() == ["sp500_2009", "us_megacaps_2000"]
+    assert config.replay_datasets() == ["sp500_2009"]  # one price source per ticker
     monkeypatch.setenv("STOCK_REPLAY_DATASETS", " sp500_1990_adjclose , tsd_ohlcv,")
     assert config.replay_datasets() == ["sp500_1990_adjclose", "tsd_ohlcv"]
     assert config.replay_datasets("msft_1986") == ["msft_1986"]

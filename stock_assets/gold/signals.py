@@ -10,9 +10,13 @@ function (`stock_assets.models.ranking.position_weights`).
 A session whose cross-section is thin is not ranked at all: fewer names than ``min_names`` or
 than ``min_universe_share`` of that day's index members (silver/universe) give no signal rows,
 so no positions and no backtest day; the asset's metadata lists them, and readers flag them
-(`stock_assets.outputs.Outputs.thin_sessions`).
+(`stock_assets.outputs.Outputs.thin_sessions`). That floor is capped at the same share of the
+data set's tickers (every ticker the lake has predicted): a 20-name set needs 10 names a
+session, while the S&P 500's floor (about 250 names: its sets hold more tickers than the index
+has members) is what it was.
 """
 
+import math
 import os
 
 import dagster as dg
@@ -41,6 +45,17 @@ class SignalConfig(dg.Config):
     min_universe_share: float = _from_env("STOCK_SIGNALS_MIN_UNIVERSE_SHARE", "0.5", float)
 
 
+def set_cap(share: float, set_size: int) -> int:
+    """``share`` of a data set's ``set_size`` tickers, rounded up: the most a floor may ask."""
+    return math.ceil(share * set_size)
+
+
+def scaled_floor(absolute: int, share: float, set_size: int) -> int:
+    """``absolute`` capped at `set_cap`: a floor set for hundreds of names must not make every
+    session of a 20-name set thin."""
+    return min(absolute, set_cap(share, set_size))
+
+
 def champion_members(predictions: pl.DataFrame) -> pl.DataFrame:
     """The rows the signals rank: the champion's predictions of that day's index members."""
     return predictions.filter(
@@ -55,10 +70,12 @@ def session_cross_sections(
     universe: pl.DataFrame,
     min_names: int,
     min_universe_share: float,
+    set_size: int | None = None,
 ) -> pl.DataFrame:
     """Per predicted session: ``names`` (members with a champion prediction), ``members`` (the
     day's index members in silver/universe), ``required`` (max of ``min_names`` and
-    ``min_universe_share`` of the members, rounded up) and ``thin`` (names < required)."""
+    ``min_universe_share`` of the members, rounded up; with ``set_size``, the data set's
+    tickers, at most that share of them: `set_cap`) and ``thin`` (names < required)."""
     names = champion_members(predictions).group_by("date").agg(names=pl.len())
     members = universe.group_by("date").agg(members=pl.col("ticker").n_unique())
     share = (pl.col("members").cast(pl.Float64) * min_universe_share).ceil().cast(pl.Int64)
@@ -66,6 +83,11 @@ def session_cross_sections(
         names.join(members, on="date", how="left")
         .with_columns(pl.col("members").fill_null(0).cast(pl.UInt32))
         .with_columns(required=pl.max_horizontal(pl.lit(min_names, pl.Int64), share))
+        .with_columns(
+            required=pl.col("required")
+            if set_size is None
+            else pl.min_horizontal("required", pl.lit(set_cap(min_universe_share, set_size)))
+        )
         .with_columns(thin=pl.col("names").cast(pl.Int64) < pl.col("required"))
         .sort("date")
     )
@@ -110,8 +132,10 @@ def signals(
     start, end = run_dates(context)
     predictions = lake.read_dates(tables.GOLD_PREDICTIONS, start, end)
     universe = lake.read_dates(tables.UNIVERSE, start, end)
+    tickers = lake.scan(tables.GOLD_PREDICTIONS).select(pl.col("ticker").n_unique())
+    set_size = tickers.collect().item()
     sessions = session_cross_sections(
-        predictions, universe, config.min_names, config.min_universe_share
+        predictions, universe, config.min_names, config.min_universe_share, set_size
     )
     frame = rank_signals(predictions, config.top_k, sessions)
     version = lake.overwrite_dates(tables.GOLD_SIGNALS, frame, start, end)
@@ -125,7 +149,8 @@ def signals(
             "rule": frame["rule"][0] if frame.height else "no champion predictions",
             "min_cross_section": (
                 f"at least {config.min_names} names and {config.min_universe_share:.0%} of the "
-                "day's index members"
+                f"day's index members, at most {config.min_universe_share:.0%} of the data "
+                f"set's {set_size} tickers"
             ),
             "thin_sessions": thin.height,
             "thin_session_names": dg.MetadataValue.json(

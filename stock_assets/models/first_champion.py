@@ -17,13 +17,22 @@ import polars as pl
 from stock_assets import tables
 from stock_assets.gold.backtest import backtest
 from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
-from stock_assets.gold.signals import signals
+from stock_assets.gold.signals import scaled_floor, signals
 from stock_assets.lake import LakeIO
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
 from stock_assets.partitions import range_tags
 
-MIN_MEMBERS = 100  # sessions with fewer index members make a thin cross-section to rank
+# sessions with fewer index members make a thin cross-section to rank; at most this share of
+# the data set's tickers, so a 20-name set refits on sessions with 10 members
+MIN_MEMBERS = 100
+MIN_MEMBERS_SHARE = 0.5
+
+
+def member_floor(lake: LakeIO) -> int:
+    """`MIN_MEMBERS`, capped at `MIN_MEMBERS_SHARE` of the tickers the features hold."""
+    tickers = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("ticker").n_unique())
+    return scaled_floor(MIN_MEMBERS, MIN_MEMBERS_SHARE, tickers.collect().item())
 
 
 def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
@@ -33,7 +42,7 @@ def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
         .filter(pl.col("in_universe"))
         .group_by("date")
         .len()
-        .filter(pl.col("len") >= MIN_MEMBERS)
+        .filter(pl.col("len") >= member_floor(lake))
         .select(pl.col("date").dt.month_start().unique().sort())
         .collect()
     )
@@ -46,7 +55,8 @@ def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3
     lake = resources["lake"]
     months = months_to_refit(lake, count)
     if not months:
-        return f"models: no month has {MIN_MEMBERS} index members a session; nothing trained"
+        floor = member_floor(lake)
+        return f"models: no month has {floor} index members a session; nothing trained"
     for month in months:
         result = dg.materialize(
             [challenger, champion],

@@ -1,10 +1,21 @@
-"""The one ranking rule and the cross-section floor (mechanics, synthetic frames)."""
+"""The one ranking rule and the cross-section floor: mechanics on synthetic frames, the floor
+of each replayable set on its real bars and the real point-in-time membership."""
 
 import datetime as dt
 
 import polars as pl
 
-from stock_assets.gold.signals import SignalConfig, rank_signals, session_cross_sections
+from stock_assets.bronze.datasets import load_dataset
+from stock_assets.calendar import trading_days
+from stock_assets.gold.signals import (
+    SignalConfig,
+    rank_signals,
+    scaled_floor,
+    session_cross_sections,
+)
+from stock_assets.pit import members_on
+from stock_assets.resources.sources import MembershipSource
+from stock_assets.silver.index_membership import parse_intervals
 
 D1, D2 = dt.date(2010, 6, 1), dt.date(2010, 6, 2)
 
@@ -55,3 +66,50 @@ def test_the_floor_defaults_follow_the_environment(monkeypatch):
     assert (SignalConfig().min_names, SignalConfig().min_universe_share) == (50, 0.5)
     monkeypatch.setenv("STOCK_SIGNALS_MIN_NAMES", "7")
     assert SignalConfig().min_names == 7
+
+
+def test_a_small_sets_floor_is_half_its_tickers_and_a_large_sets_floor_is_unchanged():
+    frame = predictions({D1: 12, D2: 9})
+    members = universe({D1: 500, D2: 500})  # the index has 500 members, the set 20 tickers
+    small = session_cross_sections(frame, members, 50, 0.5, set_size=20)
+    assert small.select("date", "required", "thin").rows() == [(D1, 10, False), (D2, 10, True)]
+    large = predictions({D1: 300, D2: 240})
+    capped = session_cross_sections(large, members, 50, 0.5, set_size=524)
+    assert capped.drop("required").equals(
+        session_cross_sections(large, members, 50, 0.5).drop("required")
+    )
+    assert capped["required"].to_list() == [250, 250] and capped["thin"].to_list() == [False, True]
+    assert scaled_floor(100, 0.5, 20) == 10 and scaled_floor(100, 0.5, 524) == 100
+
+
+def _real_sessions(name: str, start: dt.date, end: dt.date, drop: int = 0) -> pl.DataFrame:
+    """Each member's champion row on the real set's bars and the real point-in-time S&P 500
+    membership (index-constitution), ``drop`` members left out of the last session."""
+    intervals = parse_intervals(MembershipSource().intervals(), end)[0]
+    members = members_on(intervals, trading_days(start, end))
+    bars = load_dataset(name).filter(pl.col("date").is_between(start, end))
+    rows = bars.join(members.select("date", "ticker"), on=["date", "ticker"]).select(
+        "date", "ticker", instrument="ticker", role=pl.lit("champion"),
+        prediction=pl.col("close"), in_universe=pl.lit(True),
+    )  # fmt: skip
+    last = rows.filter(pl.col("date") == end).head(drop)
+    rows = rows.join(last, on=["date", "ticker"], how="anti")
+    set_size = bars["ticker"].n_unique()
+    return session_cross_sections(rows, members, 50, 0.5, set_size)
+
+
+def test_the_20_name_set_is_ranked_on_real_membership_and_thin_sessions_stay_flagged():
+    start, end = dt.date(2022, 10, 3), dt.date(2022, 12, 28)
+    sessions = _real_sessions("sp500_1990_adjclose", start, end)
+    assert sessions.height > 55 and not sessions["thin"].any()  # 19 members of 503, floor 10
+    assert sessions["required"].unique().to_list() == [10]
+    last = _real_sessions("sp500_1990_adjclose", start, end, drop=10).row(-1, named=True)
+    assert (last["names"], last["thin"]) == (9, True)  # a half-missing session still is thin
+
+
+def test_the_sp500_sets_floor_on_real_membership_is_what_it_was():
+    start, end = dt.date(2010, 6, 1), dt.date(2010, 8, 20)
+    sessions = _real_sessions("sp500_2009", start, end)
+    old = (pl.col("members") * 0.5).ceil().cast(pl.Int64).clip(lower_bound=50)
+    assert sessions["required"].to_list() == sessions.select(old).to_series().to_list()
+    assert sessions["required"].min() >= 246 and not sessions["thin"].any()
