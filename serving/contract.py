@@ -174,6 +174,8 @@ def on_demand_payload(body: bytes) -> s.OnDemandRequest:
     except json.JSONDecodeError as e:
         error = {"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error"}
         raise RequestValidationError([{**error, "input": {}, "ctx": {"error": e.msg}}]) from None
+    except ValueError:  # not UTF-8 (or another encoding JSON allows): FastAPI's 400, our 422
+        raise StarletteHTTPException(400, "There was an error parsing the body") from None
     validate = functools.partial(s.OnDemandRequest.model_validate, from_attributes=True)
     return _validated(validate, raw, "body")  # from_attributes: as FastAPI validates a body
 

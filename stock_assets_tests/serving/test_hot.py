@@ -119,15 +119,15 @@ def test_undecodable_bodies_answer_as_the_routes_do(app_client):
     def send() -> list[tuple]:
         replies = [
             client.post("/v1/predictions/on-demand", content=body, headers=headers)
-            for body in (b"", b'{"tickers": ["AAPL"', b"[1]")
+            for body in (b"", b'{"tickers": ["AAPL"', b"[1]", b"\xff\x0b\xde-")
         ]
         return [(r.status_code, r.json()) for r in replies]
 
     hot = send()
     assert hot == through_routes(app, send)
-    assert [status for status, _ in hot] == [422, 422, 422]
+    assert [status for status, _ in hot] == [422, 422, 422, 422]
     kinds = [body["detail"][0]["type"] for _, body in hot]
-    assert kinds == ["missing", "json_invalid", "model_attributes_type"]
+    assert kinds == ["missing", "json_invalid", "model_attributes_type", "json_invalid"]
 
 
 def test_a_chunked_body_over_the_limit_is_refused_on_both_paths(app_client):
