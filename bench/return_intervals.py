@@ -53,6 +53,7 @@ from stock_assets.models.return_intervals import (  # noqa: E402
     LEVELS,
     SHIPPED_MODE,
     SHIPPED_SCALE,
+    TooFewCalibrationRows,
     calibrate,
     check_no_overlap,
     coverage_by,
@@ -63,12 +64,6 @@ from stock_assets.models.return_intervals import (  # noqa: E402
 )
 from stock_assets.models.walk_forward import predict as predict_scores  # noqa: E402
 from stock_assets.models.walk_forward import training_rows  # noqa: E402
-
-
-def too_few_rows(error: ValueError) -> bool:
-    """MAPIE's refusal to calibrate fewer than 1 / (1 - level) conformalizing rows (at 95%,
-    more than 20: a 20-session calibration of one name never has them)."""
-    return "Number of samples of the score is too low" in str(error)
 
 
 def fold_intervals(
@@ -87,7 +82,7 @@ def fold_intervals(
     rows the fold's booster scored out of sample (gate and earlier test days) whose label is
     known before that day: the calibration follows drifting returns.
 
-    A fold whose calibration MAPIE refuses (`too_few_rows`: 1-5 names, 20 sessions) is left
+    A fold whose calibration MAPIE refuses (`TooFewCalibrationRows`: 1-5 names, 20 sessions) is left
     out and its number appended to ``skipped``; the decision uses only the calibration's own
     row count, never an outcome. Raises that error when every fold is refused.
     """
@@ -127,9 +122,7 @@ def fold_intervals(
                 check_no_overlap(known, predicted)
                 model = calibrate(known, horizon, scale=scale)
                 calibrated = [(model, predict(model, predicted, unconditional=True))]
-        except ValueError as error:
-            if not too_few_rows(error):
-                raise
+        except TooFewCalibrationRows as error:
             refused = error
             if skipped is not None:
                 skipped.append(fold.number)
@@ -261,9 +254,7 @@ def evaluate(name: str, args: argparse.Namespace, sources) -> dict:
             intervals, mappings = fold_intervals(
                 data, ours, volatility, horizon, mode, scale, skipped
             )
-        except ValueError as error:
-            if not too_few_rows(error):
-                raise
+        except TooFewCalibrationRows as error:
             reason = (f"not measurable: no {CALIBRATION_SESSIONS}-session calibration of "
                       f"{name} has enough rows for MAPIE at {max(LEVELS):.0%} with this "
                       f"scale ({' '.join(str(error).split())})")  # fmt: skip

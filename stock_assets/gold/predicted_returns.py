@@ -90,7 +90,7 @@ def add_predicted_returns(
     bars_version = lake.version(tables.ADJUSTED_DAILY_BARS)
     bars = lake.read_dates(tables.ADJUSTED_DAILY_BARS, first - history, end, bars_version)
     closes = bars.select(*KEY, last_close="close")
-    parts, calibrations, skipped = [], [], []
+    parts, calibrations, skipped, refused = [], [], [], []
     client = registry.client()
     for (role, number, horizon), rows in frame.group_by("role", "model_version", "horizon"):
         outcomes = (
@@ -108,7 +108,7 @@ def add_predicted_returns(
             .join(outcomes.select(*KEY, "volatility"), on=KEY, how="left")
             .join(closes, on=KEY, how="left")
         )
-        for model, out in ri.rolling_return_intervals(pool, predicted, horizon):
+        for model, out in ri.rolling_return_intervals(pool, predicted, horizon, refused=refused):
             parts.append(out.with_columns(return_calibrated_until=pl.lit(model.labels_known_until)))
             calibrations.append((model.intercept, model.slope, model.calibration_rows))
     if parts:
@@ -137,6 +137,8 @@ def add_predicted_returns(
         metadata["return_calibration_rows_min"] = min(n for *_, n in calibrations)
     if skipped:
         metadata["versions_without_return_calibration"] = ", ".join(sorted(skipped))
+    if refused:  # a 20-session calibration of one or a few names: too few rows for MAPIE
+        metadata["sessions_without_return_calibration (too few calibration rows)"] = len(refused)
     return frame, metadata
 
 

@@ -49,9 +49,12 @@ def record(
     """Calibrate on the gate slice, log rows and summary to ``run_id``, tag ``version``;
     returns the summary (with the scheme that ships)."""
     rows = gate_rows(scored_gate, bars, horizon)
-    model = ri.calibrate(rows, horizon, scale=ri.SHIPPED_SCALE)
+    try:
+        calibrated = ri.calibrate(rows, horizon, scale=ri.SHIPPED_SCALE).summary()
+    except ri.TooFewCalibrationRows as error:  # one or a few names: stored, never calibrated
+        calibrated = {"refused": str(error), "calibration_rows": rows.height}
     summary = {
-        **model.summary(),
+        **calibrated,
         "recalibration": ri.SHIPPED_MODE,
         "calibration_sessions": ri.CALIBRATION_SESSIONS,
     }
@@ -67,6 +70,11 @@ def record(
 
 def metadata(summary: dict) -> dict:
     """Dagster metadata of the gate calibration, units named."""
+    if "refused" in summary:
+        return {
+            "return_calibration": f"none: {summary['refused']}; expected returns stay null "
+            f"while a {summary['calibration_sessions']}-session calibration is this small"
+        }
     return {
         "return_mapping": f"expected_return = sigma * ({summary['a']:.4f} + "
         f"{summary['b']:.4f} * score) (fractions over h sessions)",

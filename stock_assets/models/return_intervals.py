@@ -206,6 +206,16 @@ def normalised_score(scale: Scale) -> ResidualNormalisedScore:
     raise ValueError(f"unknown scale {scale!r}")
 
 
+class TooFewCalibrationRows(ValueError):
+    """The calibration cannot give every level: MAPIE needs at least 1 / (1 - level)
+    conformalizing rows (more than 20 at 95%; the fitted scale conformalizes on three quarters
+    of the rows), so a 20-session calibration of one or a few names is refused. Decided by the
+    row count alone, never by an outcome."""
+
+
+MAPIE_TOO_FEW = "Number of samples of the score is too low"
+
+
 def calibrate(
     calibration: pl.DataFrame,
     horizon: int,
@@ -216,7 +226,25 @@ def calibrate(
     (``CALIBRATION_COLUMNS`` + ``forward_return``, the realised h-session return)."""
     rows = usable_calibration(calibration)
     if rows.height < 2:
-        raise ValueError("fewer than two usable calibration rows")
+        raise TooFewCalibrationRows(f"{rows.height} usable calibration rows (at least 2)")
+    try:
+        model = _calibrated(rows, horizon, levels, scale)
+        probe = np.array([[0.0, 1.0]])  # MAPIE counts its conformalizing rows when predicting
+        model.normalised.predict_interval(probe)
+        model.unconditional.predict_interval(probe)
+        return model
+    except ValueError as error:
+        if MAPIE_TOO_FEW in str(error):
+            raise TooFewCalibrationRows(
+                f"{rows.height} usable calibration rows are too few for {max(levels):.0%} "
+                f"with the {scale} scale"
+            ) from error
+        raise
+
+
+def _calibrated(
+    rows: pl.DataFrame, horizon: int, levels: Sequence[float], scale: Scale
+) -> ReturnIntervalModel:
     X, returns = _matrix(rows), rows["forward_return"].to_numpy()
     intercept, slope = fit_mapping(X[:, 0], returns / X[:, 1])
     base = ScaledScoreRegressor(intercept, slope)
@@ -342,16 +370,25 @@ def rolling_return_intervals(
     unconditional: bool = False,
     scale: Scale = SHIPPED_SCALE,
     sessions: int = CALIBRATION_SESSIONS,
+    refused: list[dt.date] | None = None,
 ) -> Iterator[tuple[ReturnIntervalModel, pl.DataFrame]]:
     """Per predicted day (oldest first): the model calibrated on `latest_known` rows of
     ``pool`` (rows scored out of sample with their realised ``forward_return``), checked by
     `check_no_overlap`, and that day's `predict` output. The calibration follows drifting
-    returns with a lag of ``horizon`` sessions."""
+    returns with a lag of ``horizon`` sessions. With a ``refused`` list, a day whose calibration
+    has `TooFewCalibrationRows` is appended to it and skipped (its rows get no interval)
+    instead of raising; an overlap always raises."""
     for day in predicted["date"].unique().sort():
         rows = predicted.filter(pl.col("date") == day)
         known = latest_known(pool, day, sessions)
         check_no_overlap(known, rows)
-        model = calibrate(known, horizon, levels, scale)
+        try:
+            model = calibrate(known, horizon, levels, scale)
+        except TooFewCalibrationRows:
+            if refused is None:
+                raise
+            refused.append(day)
+            continue
         yield model, predict(model, rows, unconditional)
 
 

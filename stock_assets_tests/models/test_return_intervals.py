@@ -135,6 +135,32 @@ def test_calibration_labels_known_on_or_after_the_first_predicted_day_raise():
     ri.return_intervals(pl.concat([calibration, just_in_time]), predicted, horizon=1)
 
 
+def one_name(first: dt.date, sessions: int) -> pl.DataFrame:
+    """One instrument's rows on ``sessions`` consecutive days: a 20-session calibration of one
+    name holds 20 rows, fewer than MAPIE conformalizes at 95% with the fitted scale."""
+    frame = heteroscedastic(sessions, seed=9)
+    days = [first + dt.timedelta(days=d) for d in range(sessions)]
+    return frame.with_columns(
+        instrument=pl.lit("ONE"),
+        date=pl.Series(days),
+        label_known_on=pl.Series(days) + pl.duration(days=1),
+    )
+
+
+def test_a_calibration_of_too_few_rows_is_refused_by_name_and_skipped_only_when_asked():
+    pool = one_name(START, 20)
+    predicted = one_name(START + dt.timedelta(days=21), 2)
+    with pytest.raises(ri.TooFewCalibrationRows, match="too few for 95%"):
+        ri.calibrate(pool, horizon=1, scale="fitted")
+    with pytest.raises(ri.TooFewCalibrationRows):
+        list(ri.rolling_return_intervals(pool, predicted, horizon=1))
+    refused: list[dt.date] = []
+    assert list(ri.rolling_return_intervals(pool, predicted, 1, refused=refused)) == []
+    assert refused == predicted["date"].to_list()
+    many = heteroscedastic(400, seed=10)  # enough rows: calibrated, nothing refused
+    assert ri.calibrate(many, horizon=1, scale="fitted").calibration_rows == 400
+
+
 def test_trailing_volatility_is_the_std_of_the_last_returns_whatever_the_row_order():
     closes = [100.0, 101.0, 99.0, 102.0, 103.0, 101.5, 104.0]
     bars = pl.DataFrame(
