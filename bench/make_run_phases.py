@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/make_run_phases.py [--datasets sp500_2009,sp500_1990_adjclose]
         [--timeout-min 30] [--keep]
+    .venv/bin/python bench/make_run_phases.py --bookkeeping 1000
+
+``--bookkeeping N`` measures only Dagster's per-partition bookkeeping: a trivial daily asset
+materialized as one run over N sessions in a fresh SQLite instance, with and without
+DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS, and the events each wrote.
 
 For each data set: a new temporary state folder (lake, Dagster home, broker, MLflow, Feast), free
 ports, the environment stripped of every setting that points elsewhere; then `stock-assets up`
@@ -160,12 +165,47 @@ def run_once(dataset: str, timeout_s: float, keep: bool) -> Phases:
     return phases
 
 
+def bookkeeping(sessions: int) -> None:
+    """One single-run materialization of a no-op daily asset over ``sessions`` partitions."""
+    import dagster as dg
+
+    from stock_assets.partitions import range_tags, trading_day_partitions
+
+    keys = trading_day_partitions().get_partition_keys()[:sessions]
+
+    policy = dg.BackfillPolicy.single_run()
+
+    @dg.asset(partitions_def=trading_day_partitions(), backfill_policy=policy)
+    def noop() -> None:
+        """Nothing to compute: what is left is the bookkeeping."""
+
+    for flag in ("", "1"):
+        os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = flag
+        with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+            started, cpu = time.monotonic(), time.process_time()
+            dg.materialize([noop], instance=instance, tags=range_tags(keys[0], keys[-1]))
+            wall, used = time.monotonic() - started, time.process_time() - cpu
+            planned = instance.get_event_records(
+                dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+            )
+            print(f"  {sessions} sessions, subset events {'on ' if flag else 'off'}: {wall:6.1f} s "
+                  f"wall, {used:5.1f} s CPU, {len(planned)} planned events")  # fmt: skip
+    os.environ.pop("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="sp500_2009,sp500_1990_adjclose")
     parser.add_argument("--timeout-min", type=float, default=30)
     parser.add_argument("--keep", action="store_true", help="keep each run's state folder")
+    parser.add_argument("--bookkeeping", type=int, metavar="N", help="only the bookkeeping bench")
     args = parser.parse_args()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
+        signal.signal(sig, signal.default_int_handler)
+    if args.bookkeeping:
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        bookkeeping(args.bookkeeping)
+        return 0
     results = {}
     for dataset in args.datasets.split(","):
         before = os.getloadavg()

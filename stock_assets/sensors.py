@@ -8,6 +8,7 @@ cursor forward, and give every RunRequest a run_key so a re-evaluated tick canno
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable
 
 import dagster as dg
@@ -57,7 +58,9 @@ BAR_CHAIN_CHECKS = [
 ]
 BAR_CHAIN_TAG = "stock/bar_chain"  # dagster.yaml runs one tagged run at a time
 MAX_RECORDS_PER_RUN = 500_000
-MAX_GAP_WITHIN_ONE_SILVER_RUN = 5  # trading days between touched dates before a range splits
+# trading days between touched dates before a range splits (``STOCK_MAX_SESSION_GAP_PER_RUN``:
+# the local stack loads a replayed history with missing sessions in one run)
+MAX_GAP_WITHIN_ONE_SILVER_RUN = int(os.environ.get("STOCK_MAX_SESSION_GAP_PER_RUN", "5"))
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -67,9 +70,10 @@ ACTIVE_STATUSES = [
 
 
 # One process per step costs a Python start and a Dagster import each (8-25 s on two busy cores):
-# short runs execute in the run worker itself; long catch-up ranges keep step parallelism.
+# short runs execute in the run worker itself; long catch-up ranges keep step parallelism
+# (``STOCK_IN_PROCESS_MAX_SESSIONS``: the local stack runs any range in process on its 2 cores).
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-IN_PROCESS_MAX_SESSIONS = 5
+IN_PROCESS_MAX_SESSIONS = int(os.environ.get("STOCK_IN_PROCESS_MAX_SESSIONS", "5"))
 
 
 def _active_runs(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:

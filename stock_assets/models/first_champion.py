@@ -24,15 +24,18 @@ from stock_assets.models.champion import champion
 from stock_assets.partitions import range_tags
 
 # sessions with fewer index members make a thin cross-section to rank; at most this share of
-# the data set's tickers, so a 20-name set refits on sessions with 10 members
+# the data set's tickers, so a 20-name set refits on sessions with 10 members, and never fewer
+# than two (one name has no order: a one-ticker set trains nothing)
 MIN_MEMBERS = 100
 MIN_MEMBERS_SHARE = 0.5
+MIN_TO_RANK = 2
 
 
 def member_floor(lake: LakeIO) -> int:
     """`MIN_MEMBERS`, capped at `MIN_MEMBERS_SHARE` of the tickers the features hold."""
     tickers = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("ticker").n_unique())
-    return scaled_floor(MIN_MEMBERS, MIN_MEMBERS_SHARE, tickers.collect().item())
+    floor = scaled_floor(MIN_MEMBERS, MIN_MEMBERS_SHARE, tickers.collect().item())
+    return max(MIN_TO_RANK, floor)
 
 
 def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
