@@ -13,6 +13,7 @@ RUN uv sync --frozen --no-default-groups --no-install-project
 COPY stock_assets ./stock_assets
 COPY serving ./serving
 COPY app ./app
+COPY .streamlit ./.streamlit
 RUN uv sync --frozen --no-default-groups
 
 FROM python:3.11-slim-bookworm
