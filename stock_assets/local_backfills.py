@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.request
 
-import polars as pl
-
-from stock_assets import tables
-from stock_assets.resources.lake import LakeResource
+from stock_assets.partitions import month_key
 
 CATCH_UP_TIMEOUT_S = 3600
 
@@ -52,13 +50,27 @@ def wait_for_webserver(ui_port: int, timeout_s: float = 180) -> None:
     raise TimeoutError(f"Dagster webserver on port {ui_port} did not answer in {timeout_s}s")
 
 
-def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
-    """Launch the history of ``asset_keys`` as a Dagster backfill (the UI's "Materialize all")."""
-    params = {
-        "assetSelection": [{"path": list(key.path)} for key in asset_keys],
-        "allPartitions": True,
-        "title": title,
-    }
+def history_selection(assets: list, until: dt.date | None) -> list[dict]:
+    """``(key, partitions_def)`` pairs as a backfill's partitions by asset: each monthly asset
+    from its first month to ``until``'s (every month when None, or when it starts later), each
+    unpartitioned one whole. Context is read as of a session, so every month before the data
+    may matter and none after it does."""
+    selection = []
+    for key, partitions_def in assets:
+        entry: dict = {"assetKey": {"path": list(key.path)}}
+        if partitions_def is not None:
+            keys = partitions_def.get_partition_keys()
+            last = keys[-1]
+            if until is not None and keys[0] <= month_key(until):
+                last = min(last, month_key(until))
+            entry["partitions"] = {"range": {"start": keys[0], "end": last}}
+        selection.append(entry)
+    return selection
+
+
+def backfill_history(ui_port: int, selection: list[dict], title: str) -> str | None:
+    """Launch ``selection`` (`history_selection`) as one Dagster backfill, as the UI would."""
+    params = {"partitionsByAssets": selection, "title": title}
     launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
     if launched["__typename"] != "LaunchBackfillSuccess":
         print(f"  backfill not launched: {launched}", flush=True)
@@ -66,38 +78,6 @@ def backfill_history(ui_port: int, asset_keys: list, title: str) -> str | None:
     backfill_id = launched["backfillId"]
     print(f"  backfill {backfill_id}: {title}", flush=True)
     return backfill_id
-
-
-def recompute_features_without_context(ui_port: int, lake: LakeResource):
-    """Features a chain run computed before the alternative data landed have no universe
-    (``in_universe`` null): recompute their sessions as one single-run backfill; returns the
-    backfill id and the sessions' range (None when there is nothing to recompute)."""
-    if not lake.exists(tables.GOLD_DAILY_FEATURES):
-        return None
-    missing = (
-        lake.scan(tables.GOLD_DAILY_FEATURES)
-        .filter(pl.col("in_universe").is_null())
-        .select(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"))
-        .collect()
-    )
-    first, last = missing.row(0)
-    if first is None:
-        return None
-    params = {
-        "partitionsByAssets": [
-            {
-                "assetKey": {"path": tables.GOLD_DAILY_FEATURES.key_path},
-                "partitions": {"range": {"start": str(first), "end": str(last)}},
-            }
-        ],
-        "title": "make run: features again, now with their context",
-    }
-    launched = _graphql(ui_port, BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        print(f"  backfill not launched: {launched}", flush=True)
-        return None
-    print(f"  backfill {launched['backfillId']}: features {first}..{last} with context", flush=True)
-    return launched["backfillId"], first, last
 
 
 def wait_for_backfill(ui_port: int, backfill_id: str) -> None:

@@ -21,6 +21,7 @@ import polars as pl
 
 from stock_assets import config, tables
 from stock_assets import local_services as services
+from stock_assets.bronze.datasets import load_dataset
 from stock_assets.bronze.ingest import stored_offsets
 from stock_assets.bronze.market_bars import MARKET_BARS
 from stock_assets.bronze.replay import replay, select_bars
@@ -29,7 +30,7 @@ from stock_assets.feast.daily_features_online import FEAST_ASSETS
 from stock_assets.local_backfills import (
     CATCH_UP_TIMEOUT_S,
     backfill_history,
-    recompute_features_without_context,
+    history_selection,
     wait_for_backfill,
     wait_for_webserver,
 )
@@ -150,22 +151,39 @@ def _wait_for_pipeline(
 RUNS_LOG = "runs"  # what the runs executed in this process log, under <state>/logs
 
 
-def refresh_feast(first: dt.date, last: dt.date) -> None:
-    """Reload recomputed sessions into Feast: one run of the Feast assets, in the instance (its
-    event lines go to the runs log, as the daemon's runs do)."""
+def sessions_without_context(lake: LakeResource) -> tuple[dt.date, dt.date] | None:
+    """First and last session whose features a chain run computed before the alternative data
+    landed (no universe: ``in_universe`` null); None when there are none."""
+    if not lake.exists(tables.GOLD_DAILY_FEATURES):
+        return None
+    missing = (
+        lake.scan(tables.GOLD_DAILY_FEATURES)
+        .filter(pl.col("in_universe").is_null())
+        .select(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"))
+        .collect()
+    )
+    first, last = missing.row(0)
+    return None if first is None else (first, last)
+
+
+def recompute_with_context(first: dt.date, last: dt.date) -> None:
+    """Those sessions' features (checks included) and their Feast rows again, as one run in this
+    process: no launch and no backfill daemon to wait for (a minute each on two busy cores). It
+    is recorded in the instance like the daemon's runs; its event lines go to the runs log."""
 
     from stock_assets.definitions import build_resources
+    from stock_assets.gold.daily_features import DAILY_FEATURES_CHECKS, daily_features
 
     with services.output_to_log(config.state_dir(), RUNS_LOG) as say:
-        say(f"  Feast store: reloading {first}..{last}")
+        say(f"  features {first}..{last} again, now with their context, and the Feast store")
         result = dg.materialize(
-            FEAST_ASSETS,
+            [daily_features, DAILY_FEATURES_CHECKS.asset_check(), *FEAST_ASSETS],
             resources=build_resources(),
             instance=dg.DagsterInstance.get(),
             tags=range_tags(str(first), str(last)),
             raise_on_error=False,
         )
-        say(f"  Feast store: {'reloaded' if result.success else 'reload failed, see the UI'}")
+        say(f"  features and Feast store: {'done' if result.success else 'failed, see the UI'}")
 
 
 def online_store_status(lake: LakeResource) -> tuple[int, int, dt.date | None, str]:
@@ -220,14 +238,13 @@ def _publish_hint(datasets: list[str], until: dt.date | None) -> str:
     )
 
 
-def _altdata_keys() -> list:
+def _altdata() -> list:
+    """(key, partitions_def) of every alternative-data asset."""
     from stock_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    return sorted(
-        (key for key in graph.get_all_asset_keys() if graph.get(key).group_name == "altdata"),
-        key=lambda key: key.to_user_string(),
-    )
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name == "altdata"]
+    return [(key, graph.get(key).partitions_def) for key in sorted(keys, key=str)]
 
 
 # What the local stack's runs do differently (an operator's value wins). Dagster on SQLite
@@ -286,6 +303,8 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             for name in datasets:
                 bars = select_bars(name, end=until)
                 print(replay(kafka, topic, bars, name).summary(), flush=True)
+        # the newest session the replayed sets hold (the held-back ones included)
+        data_end = None if held else max(load_dataset(n)["date"].max() for n in datasets)
         dagster = services.start_logged(
             [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
              "-h", "127.0.0.1", "-p", str(ui_port)],
@@ -298,22 +317,21 @@ def run_local_stack(datasets: list[str] | None = None, ui_port: int = 3000) -> i
             f"(their log: {state / 'logs' / 'dagster.log'})",
             flush=True,
         )
-        altdata, backfill = _altdata_keys(), None
-        if all(lake.exists(tables.table("/".join(key.path))) for key in altdata):
+        altdata, backfill = _altdata(), None
+        if all(lake.exists(tables.table("/".join(key.path))) for key, _ in altdata):
             print("alternative data already in the lake: not backfilling again", flush=True)
         else:  # first, so features computed from the bars find their context
             print("alternative data (macro, news, earnings, membership): backfilling history")
             wait_for_webserver(ui_port)
-            backfill = backfill_history(ui_port, altdata, "make run: history of alternative data")
+            selection = history_selection(altdata, data_end)
+            backfill = backfill_history(ui_port, selection, "make run: alternative-data history")
         print("sensors ingest the topic into bronze, then build silver and features:", flush=True)
         caught_up = _wait_for_pipeline(kafka, lake, topic, dagster)
         if backfill:
             wait_for_backfill(ui_port, backfill)
-            again = recompute_features_without_context(ui_port, lake)
+            again = sessions_without_context(lake)
             if again:
-                backfill_id, first, last = again
-                wait_for_backfill(ui_port, backfill_id)
-                refresh_feast(first, last)
+                recompute_with_context(*again)
         print(online_store_summary(lake), flush=True)
         trained = ""
         if caught_up:

@@ -21,7 +21,7 @@ from stock_assets.feast.daily_features_online import (
 from stock_assets.gold.daily_features import daily_features
 from stock_assets.gold.feature_set import ONLINE_FEATURES
 from stock_assets.lake import conform
-from stock_assets.local_stack import online_store_status, recompute_features_without_context
+from stock_assets.local_stack import online_store_status, sessions_without_context
 from stock_assets.partitions import range_tags
 from stock_assets.resources.feast import FeastResource
 from stock_assets.resources.lake import LakeResource
@@ -143,7 +143,7 @@ def test_make_runs_progress_line_reads_the_online_store_and_survives_an_empty_ta
 ):
     _, settings, _, _, _, _ = served
     nothing_yet = LakeResource(root=str(tmp_path / "no-lake"))
-    assert recompute_features_without_context(0, nothing_yet) is None  # no UI call is made
+    assert sessions_without_context(nothing_yet) is None
     assert online_store_status(nothing_yet) == (0, 0, None, "no features yet")
     empty = LakeResource(root=str(tmp_path / "lake"))
     gold = tables.GOLD_DAILY_FEATURES
