@@ -10,10 +10,10 @@ function (`stock_assets.models.ranking.position_weights`).
 A session whose cross-section is thin is not ranked at all: fewer names than ``min_names`` or
 than ``min_universe_share`` of that day's index members (silver/universe) give no signal rows,
 so no positions and no backtest day; the asset's metadata lists them, and readers flag them
-(`stock_assets.outputs.Outputs.thin_sessions`). That floor is capped at the same share of the
-data set's tickers (every ticker the lake has predicted): a 20-name set needs 10 names a
-session, while the S&P 500's floor (about 250 names: its sets hold more tickers than the index
-has members) is what it was.
+(`stock_assets.outputs.Outputs.thin_sessions`). That floor is capped at half (`SET_SHARE_CAP`)
+of the data set's tickers (those the lake had predicted by that session): a 20-name set needs 10
+names a session, while the S&P 500's floor (about 250 names: its sets hold more tickers than the
+index has members) is what it was.
 """
 
 import math
@@ -45,6 +45,11 @@ class SignalConfig(dg.Config):
     min_universe_share: float = _from_env("STOCK_SIGNALS_MIN_UNIVERSE_SHARE", "0.5", float)
 
 
+# the most any floor asks of a data set: half of the tickers it has predicted by that session,
+# whatever the configured shares (0 included: a share of 0 turns the members rule off, not the cap)
+SET_SHARE_CAP = 0.5
+
+
 def set_cap(share: float, set_size: int) -> int:
     """``share`` of a data set's ``set_size`` tickers, rounded up: the most a floor may ask."""
     return math.ceil(share * set_size)
@@ -65,32 +70,43 @@ def champion_members(predictions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def tickers_seen(first_predicted: pl.Series, dates: pl.Series) -> pl.DataFrame:
+    """``date, set_size``: per session in ``dates``, how many of the data set's tickers had a
+    prediction on or before it (``first_predicted``: each ticker's first predicted session).
+    Known at that session's close, so a backfill and the live day size the floor alike."""
+    days = dates.unique().sort()
+    seen = first_predicted.sort().search_sorted(days, side="right")
+    return pl.DataFrame({"date": days, "set_size": seen.cast(pl.Int64)})
+
+
 def session_cross_sections(
     predictions: pl.DataFrame,
     universe: pl.DataFrame,
     min_names: int,
     min_universe_share: float,
-    set_size: int | None = None,
+    set_size: int | pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per predicted session: ``names`` (members with a champion prediction), ``members`` (the
     day's index members in silver/universe), ``required`` (max of ``min_names`` and
-    ``min_universe_share`` of the members, rounded up; with ``set_size``, the data set's
-    tickers, at most that share of them: `set_cap`) and ``thin`` (names < required)."""
+    ``min_universe_share`` of the members, rounded up; with ``set_size``, the data set's tickers
+    (a count, or `tickers_seen` per session), at most `SET_SHARE_CAP` of them) and
+    ``thin`` (names < required)."""
     names = champion_members(predictions).group_by("date").agg(names=pl.len())
     members = universe.group_by("date").agg(members=pl.col("ticker").n_unique())
     share = (pl.col("members").cast(pl.Float64) * min_universe_share).ceil().cast(pl.Int64)
-    return (
+    frame = (
         names.join(members, on="date", how="left")
         .with_columns(pl.col("members").fill_null(0).cast(pl.UInt32))
         .with_columns(required=pl.max_horizontal(pl.lit(min_names, pl.Int64), share))
-        .with_columns(
-            required=pl.col("required")
-            if set_size is None
-            else pl.min_horizontal("required", pl.lit(set_cap(min_universe_share, set_size)))
-        )
-        .with_columns(thin=pl.col("names").cast(pl.Int64) < pl.col("required"))
-        .sort("date")
     )
+    if set_size is not None:
+        if isinstance(set_size, pl.DataFrame):
+            frame = frame.join(set_size, on="date", how="left")
+        else:
+            frame = frame.with_columns(set_size=pl.lit(set_size, pl.Int64))
+        cap = (pl.col("set_size").cast(pl.Float64) * SET_SHARE_CAP).ceil().cast(pl.Int64)
+        frame = frame.with_columns(required=pl.min_horizontal("required", cap)).drop("set_size")
+    return frame.with_columns(thin=pl.col("names").cast(pl.Int64) < pl.col("required")).sort("date")
 
 
 def rank_signals(
@@ -132,10 +148,16 @@ def signals(
     start, end = run_dates(context)
     predictions = lake.read_dates(tables.GOLD_PREDICTIONS, start, end)
     universe = lake.read_dates(tables.UNIVERSE, start, end)
-    tickers = lake.scan(tables.GOLD_PREDICTIONS).select(pl.col("ticker").n_unique())
-    set_size = tickers.collect().item()
+    first_predicted = (  # nothing after the run's last session sizes its floor
+        lake.scan(tables.GOLD_PREDICTIONS)
+        .filter(pl.col("date") <= end)
+        .group_by("ticker")
+        .agg(pl.col("date").min())
+        .collect()["date"]
+    )
+    set_sizes = tickers_seen(first_predicted, predictions["date"])
     sessions = session_cross_sections(
-        predictions, universe, config.min_names, config.min_universe_share, set_size
+        predictions, universe, config.min_names, config.min_universe_share, set_sizes
     )
     frame = rank_signals(predictions, config.top_k, sessions)
     version = lake.overwrite_dates(tables.GOLD_SIGNALS, frame, start, end)
@@ -149,8 +171,9 @@ def signals(
             "rule": frame["rule"][0] if frame.height else "no champion predictions",
             "min_cross_section": (
                 f"at least {config.min_names} names and {config.min_universe_share:.0%} of the "
-                f"day's index members, at most {config.min_universe_share:.0%} of the data "
-                f"set's {set_size} tickers"
+                f"day's index members, at most {SET_SHARE_CAP:.0%} of the data "
+                f"set's tickers predicted by that session ({set_sizes['set_size'].min()}.."
+                f"{set_sizes['set_size'].max()})"
             ),
             "thin_sessions": thin.height,
             "thin_session_names": dg.MetadataValue.json(

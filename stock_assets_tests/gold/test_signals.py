@@ -12,6 +12,7 @@ from stock_assets.gold.signals import (
     rank_signals,
     scaled_floor,
     session_cross_sections,
+    tickers_seen,
 )
 from stock_assets.pit import members_on
 from stock_assets.resources.sources import MembershipSource
@@ -80,6 +81,21 @@ def test_a_small_sets_floor_is_half_its_tickers_and_a_large_sets_floor_is_unchan
     )
     assert capped["required"].to_list() == [250, 250] and capped["thin"].to_list() == [False, True]
     assert scaled_floor(100, 0.5, 20) == 10 and scaled_floor(100, 0.5, 524) == 100
+
+
+def test_a_sessions_floor_counts_only_tickers_predicted_by_that_session():
+    """The cap reads the data set's size as known at each close: tickers first predicted
+    later (more rows after t) move no earlier session's floor."""
+    first = pl.Series([D1] * 12 + [D2] * 8)  # 12 tickers by D1, 20 by D2
+    sizes = tickers_seen(first, pl.Series([D1, D2, D1]))
+    assert sizes.rows() == [(D1, 12), (D2, 20)]
+    frame = predictions({D1: 6, D2: 9})
+    members = universe({D1: 500, D2: 500})
+    floors = session_cross_sections(frame, members, 50, 0.5, sizes)
+    assert floors.select("date", "required", "thin").rows() == [(D1, 6, False), (D2, 10, True)]
+    later = tickers_seen(pl.concat([first, pl.Series([D2] * 30)]), pl.Series([D1, D2]))
+    again = session_cross_sections(frame, members, 50, 0.5, later)
+    assert again.row(0) == floors.row(0)  # D1 unchanged by tickers that appeared on D2
 
 
 def _real_sessions(name: str, start: dt.date, end: dt.date, drop: int = 0) -> pl.DataFrame:

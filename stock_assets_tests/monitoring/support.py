@@ -4,6 +4,7 @@ on free loopback ports with their own data directories, stopped by PID."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import time
@@ -30,8 +31,10 @@ def require(command: str) -> str:
 
 
 def rule_groups() -> dict:
-    """The spec of the PrometheusRule `stock-platform`: a Prometheus rule file as it stands."""
-    return find("PrometheusRule", "stock-platform")["spec"]
+    """The spec of the PrometheusRule `stock-platform`: a Prometheus rule file as it stands,
+    a copy (the manifests are parsed once and shared; a test that edits its rules must not
+    edit another test's)."""
+    return copy.deepcopy(find("PrometheusRule", "stock-platform")["spec"])
 
 
 def write_rules(directory: Path, groups: dict | None = None) -> Path:
