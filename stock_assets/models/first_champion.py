@@ -17,25 +17,29 @@ import polars as pl
 from stock_assets import tables
 from stock_assets.gold.backtest import backtest
 from stock_assets.gold.predictions import PREDICTIONS_CHECKS, predictions
-from stock_assets.gold.signals import scaled_floor, signals
+from stock_assets.gold.signals import SET_SHARE_CAP, signals, tickers_seen
 from stock_assets.lake import LakeIO
 from stock_assets.models.challenger import challenger
 from stock_assets.models.champion import champion
 from stock_assets.partitions import range_tags
 
-# sessions with fewer index members make a thin cross-section to rank; at most this share of
-# the data set's tickers, so a 20-name set refits on sessions with 10 members, and never fewer
-# than two (one name has no order: a one-ticker set trains nothing)
+# sessions with fewer index members make a thin cross-section to rank; at most half the
+# tickers the features hold by that session (as the signals' floor), so a 20-name set refits on
+# sessions with 10 members, and never fewer than two (one name has no order: a one-ticker set
+# trains nothing)
 MIN_MEMBERS = 100
-MIN_MEMBERS_SHARE = 0.5
 MIN_TO_RANK = 2
 
 
-def member_floor(lake: LakeIO) -> int:
-    """`MIN_MEMBERS`, capped at `MIN_MEMBERS_SHARE` of the tickers the features hold."""
-    tickers = lake.scan(tables.GOLD_DAILY_FEATURES).select(pl.col("ticker").n_unique())
-    floor = scaled_floor(MIN_MEMBERS, MIN_MEMBERS_SHARE, tickers.collect().item())
-    return max(MIN_TO_RANK, floor)
+def member_floors(lake: LakeIO) -> pl.DataFrame:
+    """``date, floor``: `MIN_MEMBERS` capped at half the tickers with features on or before
+    the session (no later ticker sizes an earlier floor), at least `MIN_TO_RANK`."""
+    rows = lake.scan(tables.GOLD_DAILY_FEATURES).select("ticker", "date").collect()
+    first = rows.group_by("ticker").agg(pl.col("date").min())["date"]
+    cap = (pl.col("set_size").cast(pl.Float64) * SET_SHARE_CAP).ceil().cast(pl.Int64)
+    return tickers_seen(first, rows["date"]).select(
+        "date", floor=pl.min_horizontal(pl.lit(MIN_MEMBERS), cap).clip(lower_bound=MIN_TO_RANK)
+    )
 
 
 def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
@@ -45,9 +49,10 @@ def months_to_refit(lake: LakeIO, count: int = 3) -> list[dt.date]:
         .filter(pl.col("in_universe"))
         .group_by("date")
         .len()
-        .filter(pl.col("len") >= member_floor(lake))
-        .select(pl.col("date").dt.month_start().unique().sort())
         .collect()
+        .join(member_floors(lake), on="date")
+        .filter(pl.col("len") >= pl.col("floor"))
+        .select(pl.col("date").dt.month_start().unique().sort())
     )
     return members["date"].to_list()[-count:]
 
@@ -58,7 +63,7 @@ def first_champion(resources: dict, instance: dg.DagsterInstance, count: int = 3
     lake = resources["lake"]
     months = months_to_refit(lake, count)
     if not months:
-        floor = member_floor(lake)
+        floor = member_floors(lake)["floor"].max()
         return f"models: no month has {floor} index members a session; nothing trained"
     for month in months:
         result = dg.materialize(

@@ -11,7 +11,7 @@ import pytest
 from stock_assets import tables
 from stock_assets.bronze.datasets import load_dataset
 from stock_assets.lake import Lake
-from stock_assets.models.first_champion import member_floor, months_to_refit
+from stock_assets.models.first_champion import member_floors, months_to_refit
 
 
 def _features(bars: pl.DataFrame) -> pl.DataFrame:
@@ -41,5 +41,18 @@ def test_the_member_floor_is_100_capped_at_half_the_sets_tickers(
     bars = load_dataset(name).filter(pl.col("date") >= start)
     lake = Lake(str(tmp_path / "lake"))
     lake.overwrite_dates(tables.GOLD_DAILY_FEATURES, _features(bars), start, bars["date"].max())
-    assert member_floor(lake) == floor
+    assert member_floors(lake)["floor"].max() == floor
     assert [f"{m:%Y-%m}" for m in months_to_refit(lake, 3)] == months
+
+
+def test_a_ticker_first_seen_later_does_not_size_an_earlier_floor(tmp_path):
+    start, joined = dt.date(2022, 6, 1), dt.date(2022, 9, 1)
+    bars = load_dataset("sp500_1990_adjclose").filter(pl.col("date") >= start)
+    early = (pl.col("date") < joined) & (pl.col("ticker") != bars["ticker"].min())
+    lake = Lake(str(tmp_path / "lake"))
+    lake.overwrite_dates(
+        tables.GOLD_DAILY_FEATURES, _features(bars.filter(~early)), start, bars["date"].max()
+    )
+    floors = member_floors(lake)
+    assert set(floors.filter(pl.col("date") < joined)["floor"]) == {2}  # one ticker so far
+    assert set(floors.filter(pl.col("date") >= joined)["floor"]) == {10}
