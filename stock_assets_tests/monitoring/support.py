@@ -7,15 +7,14 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
+from stock_assets.local_services import wait_until_answering
 from stock_assets.resources.broker import free_port, stop_process_group
 from stock_assets_tests.deployment.conftest import REPO, find
 
@@ -51,18 +50,10 @@ def promtool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not ready:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    """Until ``url`` answers 200 (`wait_until_answering`); otherwise fail with the log's tail."""
+    if not wait_until_answering(url, proc, timeout_s, ready=True):
+        state = "exited" if proc.poll() is not None else "not ready"
+        raise RuntimeError(f"{url} {state}:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
