@@ -48,20 +48,25 @@ def version_pool(
     features: pl.DataFrame,
     outcomes: pl.DataFrame,
     end: dt.date,
+    boosters: dict,
 ) -> pl.DataFrame | None:
     """Rows ``version`` scored out of sample with their realised return: its stored gate rows,
     then the index members it scores from its serving start to before ``end``. ``outcomes``:
-    ``instrument, date, label_known_on, forward_return, volatility``. None without stored rows."""
+    ``instrument, date, label_known_on, forward_return, volatility``. None without stored rows.
+    ``boosters``: version number -> booster, loaded here when scoring did not."""
     gate = return_calibration.load_rows(registry, version.run_id)
     if gate is None:
         return None
+    number = str(version.version)
+    booster = boosters.get(number) or registry.load_booster(number)
+    boosters[number] = booster
     served = features.filter(
         pl.col("in_universe").fill_null(False)
         & (pl.col("date") >= starts(version, SERVES_FROM))
         & (pl.col("date") < end)
     )
     scored = (
-        predict(registry.load_booster(str(version.version)), served)
+        predict(booster, served)
         .select(*KEY, score="prediction")
         .join(outcomes, on=KEY, how="inner")
         .filter(pl.col("date") > gate["date"].max())
@@ -77,9 +82,12 @@ def add_predicted_returns(
     feature_version: int,
     start: dt.date,
     end: dt.date,
+    boosters: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """``frame`` (scored rows of ``start..end``, from ``features``) with `NEW_COLUMNS`, and
-    metadata naming the scheme, its calibrations and the rows left without a volatility."""
+    metadata naming the scheme, its calibrations and the rows left without a volatility.
+    ``boosters`` (version number -> booster, as scoring loaded them) saves loading again."""
+    boosters = {} if boosters is None else boosters
     horizons = sorted(frame["horizon"].unique().to_list())
     first = start - dt.timedelta(days=lookback_days(max(horizons)))
     earlier = lake.read_dates(
@@ -99,7 +107,7 @@ def add_predicted_returns(
             .join(ri.trailing_volatility(bars, horizon), on=KEY, how="left")
         )
         version = client.get_model_version(registry.model_name, number)
-        pool = version_pool(registry, version, all_features, outcomes, end)
+        pool = version_pool(registry, version, all_features, outcomes, end, boosters)
         if pool is None:
             skipped.append(f"{role} v{number}")
             continue

@@ -74,14 +74,20 @@ PREDICTIONS_CHECKS = CheckSuite(
 
 
 def score(
-    features: pl.DataFrame, registry: MlflowResource, role: str, feature_version: int
+    features: pl.DataFrame,
+    registry: MlflowResource,
+    role: str,
+    feature_version: int,
+    boosters: dict | None = None,
 ) -> pl.DataFrame:
     """``features`` (gold/daily_features read at ``feature_version``) scored session by
     session by the ``role`` model in force on each date: the latest version whose start
     (`champion_from`, or `serves_from` in shadow) is on or before it, so no day is scored by a
     model decided after it. Each prediction keeps the adjusted-bars version its feature row was
-    computed from, not the one current when it is scored."""
+    computed from, not the one current when it is scored. ``boosters`` (version number ->
+    booster) keeps the boosters loaded, for the return intervals to reuse."""
     parts, listed = [], registry.versions()
+    boosters = {} if boosters is None else boosters
     chosen = {}  # version number -> (version, the dates it scores)
     for day in features["date"].unique().to_list():
         version = in_force(listed, day, ROLES[role])
@@ -93,7 +99,8 @@ def score(
                 continue  # no shadow when the challenger is the champion
         chosen.setdefault(str(version.version), (version, []))[1].append(day)
     for version, days in chosen.values():
-        booster = registry.load_booster(version.version)
+        booster = boosters.get(str(version.version)) or registry.load_booster(version.version)
+        boosters[str(version.version)] = booster
         rows = features.filter(pl.col("date").is_in(days))
         half = float(version.tags["conformal_half_width"])
         scored = predict(booster, rows).join(
@@ -137,9 +144,9 @@ def predictions(
     start, end = run_dates(context)
     feature_version = lake.version(tables.GOLD_DAILY_FEATURES)
     features = lake.read_dates(tables.GOLD_DAILY_FEATURES, start, end, feature_version)
-    scored = [
-        s for s in (score(features, mlflow_registry, r, feature_version) for r in ROLES) if s.height
-    ]
+    boosters: dict = {}  # loaded once, for scoring and for the return intervals
+    scored = [score(features, mlflow_registry, r, feature_version, boosters) for r in ROLES]
+    scored = [s for s in scored if s.height]
     frame = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"role": []})
     if frame.filter(pl.col("role") == "champion").is_empty():
         context.log.warning(
@@ -149,7 +156,7 @@ def predictions(
         return
     frame = frame.with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
     frame, returns = add_predicted_returns(
-        frame, features, lake, mlflow_registry, feature_version, start, end
+        frame, features, lake, mlflow_registry, feature_version, start, end, boosters
     )
     frame = frame.select(list(tables.GOLD_PREDICTIONS.schema))
     checked = PREDICTIONS_CHECKS.gate(CheckInput(frame, lake, start, end))
